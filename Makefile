@@ -1,0 +1,42 @@
+# The two set-up commands are `make demo` and `make test`; everything else is a step of theirs.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: venv lint format test unit integration demo emulator clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip uv
+	$(BIN)/uv pip install --quiet --python $(BIN)/python -e '.[test]'
+	touch $(STAMP)
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+format: venv
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+unit: venv
+	$(BIN)/pytest tests/unit -q
+
+integration: venv
+	$(BIN)/pytest tests/integration -q
+
+test: venv lint
+	$(BIN)/pytest -q -p no:cacheprovider
+
+demo: venv
+	$(BIN)/python -m facebook_catalog.demo
+
+emulator: venv
+	$(BIN)/fb-catalog emulator --port 8765
+
+clean:
+	rm -rf $(VENV) .demo .airflow-test .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,61 @@
+"""The ``fb-catalog`` command: local tools around the provider.
+
+Each subcommand imports its implementation lazily so ``fb-catalog --help`` stays fast and a
+subcommand never pays for another's dependencies (the emulator does not import Airflow).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="fb-catalog",
+        description="Tools for the Meta (Facebook) product catalog Airflow provider.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    emulator = sub.add_parser(
+        "emulator",
+        help="run the local Graph API emulator (items_batch, check_batch_request_status)",
+        description="Run a local emulator of Meta's Catalog Batch API on loopback.",
+    )
+    from facebook_catalog.emulator.server import add_arguments as add_emulator_arguments
+
+    add_emulator_arguments(emulator)
+
+    validate = sub.add_parser(
+        "validate",
+        help="check local CSV feed files (CSV or gzip CSV) without sending anything",
+        description=(
+            "Run the feed rules on local files and print every rejected row. Exit status: 0 when "
+            "every row is good, 1 when some rows were rejected, 2 when a file could not be read "
+            "as a feed at all."
+        ),
+    )
+    from facebook_catalog.feed.validate import add_arguments as add_validate_arguments
+
+    add_validate_arguments(validate)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "emulator":
+        from facebook_catalog.emulator.server import run_from_args
+
+        return run_from_args(args)
+    if args.command == "validate":
+        from facebook_catalog.feed.validate import run_from_args as run_validate
+
+        return run_validate(args)
+    parser.error(f"unknown command {args.command!r}")
+    return 2  # pragma: no cover - parser.error exits
+
+
+if __name__ == "__main__":
+    sys.exit(main())
