@@ -39,6 +39,19 @@ def _build_parser() -> argparse.ArgumentParser:
     from facebook_catalog.feed.validate import add_arguments as add_validate_arguments
 
     add_validate_arguments(validate)
+
+    setup_buckets = sub.add_parser(
+        "setup-buckets",
+        help="check or create the landing and synced-products buckets and set their expiry rules",
+        description=(
+            "Check (with --create: create) the S3 buckets and put the lifecycle rules that expire "
+            "archive/ and runs/ (30 days) and quarantine/ (90 days), keeping the buckets' other "
+            "rules. Safe to run again. Exit status: 0 on success, 1 on any error."
+        ),
+    )
+    from facebook_catalog.setup_buckets import add_arguments as add_setup_buckets_arguments
+
+    add_setup_buckets_arguments(setup_buckets)
     return parser
 
 
@@ -53,6 +66,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from facebook_catalog.feed.validate import run_from_args as run_validate
 
         return run_validate(args)
+    if args.command == "setup-buckets":
+        from facebook_catalog.setup_buckets import run_from_args as run_setup_buckets
+
+        return run_setup_buckets(args)
     parser.error(f"unknown command {args.command!r}")
     return 2  # pragma: no cover - parser.error exits
 

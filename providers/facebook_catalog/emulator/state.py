@@ -1,0 +1,427 @@
+"""Everything one emulator remembers: catalogs, batch handles, budgets, faults and the call log.
+
+All methods are thread-safe: the HTTP handlers run on the server's event loop while tests read
+``items()`` and ``calls()`` from their own thread. No method awaits, so a plain lock is enough.
+Batches settle lazily: every look first applies the batches whose processing time has passed.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import math
+import random
+import secrets
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from facebook_catalog.emulator.config import EmulatorConfig
+from facebook_catalog.emulator.validation import (
+    METHOD_CREATE,
+    METHOD_DELETE,
+    ItemVerdict,
+    check_record,
+    retailer_id_of,
+)
+
+FaultKind = Literal["drop", "server_error", "throttle"]
+HandleFate = Literal["normal", "error", "stuck"]
+
+# check_batch_request_status returns samples of errors and warnings; the totals stay exact.
+STATUS_SAMPLE_SIZE = 100
+
+
+@dataclass
+class FaultPlan:
+    """Failures the emulator injects into the next Graph calls (control calls are never faulted).
+
+    Counters are consumed one per call, in this order: drop, server error, throttle; then
+    ``server_error_ratio`` decides at random. ``latency_seconds`` delays every Graph call.
+    """
+
+    throttle_next: int = 0
+    server_error_next: int = 0
+    server_error_ratio: float = 0.0
+    latency_seconds: float = 0.0
+    drop_next: int = 0
+    error_handles_next: int = 0
+    stuck_handles_next: int = 0
+    seed: int | None = None
+
+    def __post_init__(self) -> None:
+        for name in (
+            "throttle_next",
+            "server_error_next",
+            "drop_next",
+            "error_handles_next",
+            "stuck_handles_next",
+        ):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
+        ratio = self.server_error_ratio
+        if isinstance(ratio, bool) or not isinstance(ratio, int | float) or not 0.0 <= ratio <= 1.0:
+            raise ValueError(f"server_error_ratio must be a number from 0 to 1, got {ratio!r}")
+        latency = self.latency_seconds
+        if isinstance(latency, bool) or not isinstance(latency, int | float) or latency < 0:
+            raise ValueError(f"latency_seconds must be a non-negative number, got {latency!r}")
+        if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, int)):
+            raise ValueError(f"seed must be an integer or null, got {self.seed!r}")
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any]) -> FaultPlan:
+        """Build a plan from JSON, rejecting names that are not fault options."""
+        known = {item.name for item in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(
+                f"unknown fault option(s): {', '.join(unknown)}; known: {', '.join(sorted(known))}"
+            )
+        return cls(**values)
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class FaultDecision:
+    """What to do to one Graph call: wait this long, then fail it this way (or not at all)."""
+
+    latency_seconds: float
+    kind: FaultKind | None
+
+
+@dataclass(frozen=True)
+class BudgetDecision:
+    """Whether an items_batch call fits the catalog's budget, and the usage it leaves."""
+
+    allowed: bool
+    # Share of the window's budget used, in percent (100 when refused).
+    usage_percent: int
+    # Seconds until the window frees a call; 0 when allowed.
+    retry_after_seconds: float
+
+
+@dataclass
+class CallRecord:
+    """One Graph call as the call log keeps it. Never holds a credential."""
+
+    time: float
+    method: str
+    endpoint: str
+    catalog_id: str | None
+    # None when the connection was dropped without an answer.
+    status: int | None = None
+    error_code: int | None = None
+    handle: str | None = None
+    record_count: int | None = None
+    # Of the raw bytes of the ``requests`` field.
+    payload_sha256: str | None = None
+    payload_bytes: int | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class Operation:
+    """A valid record waiting to be applied when its batch finishes."""
+
+    line: int
+    method: str
+    retailer_id: str
+    fields: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class LineMessage:
+    """An error or warning of one record, by its index in the posted array and its retailer id."""
+
+    line: int
+    retailer_id: str
+    message: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"line": self.line, "id": self.retailer_id, "message": self.message}
+
+
+@dataclass
+class BatchHandle:
+    """One accepted items_batch call and what Meta will report about it."""
+
+    handle: str
+    catalog_id: str
+    created_at: float
+    operations: list[Operation]
+    errors: list[LineMessage]
+    warnings: list[LineMessage]
+    invalid_ids: list[str]
+    fate: HandleFate
+
+    def status(self, now: float, processing_seconds: float) -> str:
+        elapsed = now - self.created_at
+        if self.fate == "stuck":
+            return "dispatched" if elapsed < processing_seconds / 2 else "started"
+        if elapsed >= processing_seconds:
+            return "error" if self.fate == "error" else "finished"
+        return "dispatched" if elapsed < processing_seconds / 2 else "started"
+
+
+@dataclass(frozen=True)
+class BatchOutcome:
+    """The answer to an items_batch call: its handle (None when nothing was valid) and verdicts."""
+
+    handle: str | None
+    verdicts: list[ItemVerdict]
+
+
+class _CatalogProjection:
+    """The catalog as it will be once every pending batch has finished, without changing it."""
+
+    def __init__(self, applied: Mapping[str, dict[str, Any]]) -> None:
+        self._applied = applied
+        self._overlay: dict[str, dict[str, Any] | None] = {}
+
+    def get(self, retailer_id: str) -> dict[str, Any] | None:
+        if retailer_id in self._overlay:
+            return self._overlay[retailer_id]
+        return self._applied.get(retailer_id)
+
+    def apply(self, operation: Operation) -> None:
+        self._overlay[operation.retailer_id] = apply_operation(self.get(operation.retailer_id), operation)
+
+
+def apply_operation(current: dict[str, Any] | None, operation: Operation) -> dict[str, Any] | None:
+    """The item after one operation; None means it no longer exists."""
+    if operation.method == METHOD_DELETE:
+        return None
+    # CREATE replaces; UPDATE merges into what is there (an upsert starts from nothing).
+    base = {} if operation.method == METHOD_CREATE or current is None else dict(current)
+    for name, value in operation.fields.items():
+        if value is None:
+            base.pop(name, None)
+        else:
+            # Strings and numbers are immutable; only containers need a private copy.
+            base[name] = copy.deepcopy(value) if isinstance(value, dict | list) else value
+    return base
+
+
+class EmulatorState:
+    """The in-memory world of one emulator instance; shared by its HTTP handlers and its owner."""
+
+    def __init__(self, config: EmulatorConfig, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self.config = config
+        self._clock = clock
+        self._lock = threading.RLock()
+        self._catalogs: dict[str, dict[str, dict[str, Any]]] = {}
+        self._handles: dict[str, BatchHandle] = {}
+        # Normal-fate handles not yet applied, in posting order (which is also finishing order).
+        self._pending: list[BatchHandle] = []
+        self._calls: list[CallRecord] = []
+        self._budget_calls: dict[str, deque[float]] = {}
+        self._faults = FaultPlan()
+        self._random = random.Random()
+
+    # Faults
+
+    def set_faults(self, plan: FaultPlan) -> None:
+        """Replace the fault plan (options left out are cleared)."""
+        with self._lock:
+            self._faults = dataclasses.replace(plan)
+            self._random = random.Random(plan.seed)
+
+    def faults(self) -> FaultPlan:
+        with self._lock:
+            return dataclasses.replace(self._faults)
+
+    def take_fault(self) -> FaultDecision:
+        """Decide the fault for one Graph call, consuming a counter when one applies."""
+        with self._lock:
+            plan = self._faults
+            kind: FaultKind | None = None
+            if plan.drop_next:
+                plan.drop_next -= 1
+                kind = "drop"
+            elif plan.server_error_next:
+                plan.server_error_next -= 1
+                kind = "server_error"
+            elif plan.throttle_next:
+                plan.throttle_next -= 1
+                kind = "throttle"
+            elif plan.server_error_ratio and self._random.random() < plan.server_error_ratio:
+                kind = "server_error"
+            return FaultDecision(latency_seconds=float(plan.latency_seconds), kind=kind)
+
+    def _take_handle_fate(self) -> HandleFate:
+        plan = self._faults
+        if plan.error_handles_next:
+            plan.error_handles_next -= 1
+            return "error"
+        if plan.stuck_handles_next:
+            plan.stuck_handles_next -= 1
+            return "stuck"
+        return "normal"
+
+    # Budget
+
+    def consume_batch_call(self, catalog_id: str) -> BudgetDecision:
+        """Count one items_batch call against the catalog's sliding window, unless it is full."""
+        limit = self.config.batch_calls_per_minute
+        if limit is None:
+            return BudgetDecision(allowed=True, usage_percent=0, retry_after_seconds=0.0)
+        window = self.config.budget_window_seconds
+        with self._lock:
+            now = self._clock()
+            calls = self._budget_calls.setdefault(catalog_id, deque())
+            while calls and calls[0] <= now - window:
+                calls.popleft()
+            if len(calls) >= limit:
+                # A refused call is not counted: only accepted calls occupy the window.
+                return BudgetDecision(
+                    allowed=False, usage_percent=100, retry_after_seconds=calls[0] + window - now
+                )
+            calls.append(now)
+            return BudgetDecision(
+                allowed=True,
+                usage_percent=min(100, math.ceil(len(calls) * 100 / limit)),
+                retry_after_seconds=0.0,
+            )
+
+    # Batches
+
+    def submit_batch(
+        self, catalog_id: str, records: Iterable[tuple[str, dict[str, Any]]], *, allow_upsert: bool
+    ) -> BatchOutcome:
+        """Validate an items_batch call's records and, if any is valid, create a handle for them."""
+        with self._lock:
+            now = self._clock()
+            self._settle(now)
+            projection = self._projection(catalog_id)
+            verdicts: list[ItemVerdict] = []
+            operations: list[Operation] = []
+            for line, (method, data) in enumerate(records):
+                retailer_id = retailer_id_of(data)
+                existing = projection.get(retailer_id) if retailer_id is not None else None
+                verdict = check_record(method, data, existing, allow_upsert=allow_upsert)
+                verdicts.append(verdict)
+                if verdict.is_valid:
+                    operation = Operation(line, method, verdict.retailer_id, verdict.fields)
+                    operations.append(operation)
+                    projection.apply(operation)
+            if not operations:
+                return BatchOutcome(handle=None, verdicts=verdicts)
+
+            errors: list[LineMessage] = []
+            warnings: list[LineMessage] = []
+            invalid_ids: list[str] = []
+            for line, verdict in enumerate(verdicts):
+                errors.extend(LineMessage(line, verdict.retailer_id, message) for message in verdict.errors)
+                warnings.extend(
+                    LineMessage(line, verdict.retailer_id, message) for message in verdict.warnings
+                )
+                if verdict.errors and verdict.retailer_id not in invalid_ids:
+                    invalid_ids.append(verdict.retailer_id)
+            batch = BatchHandle(
+                handle=self._new_handle_id(),
+                catalog_id=catalog_id,
+                created_at=now,
+                operations=operations,
+                errors=errors,
+                warnings=warnings,
+                invalid_ids=invalid_ids,
+                fate=self._take_handle_fate(),
+            )
+            self._handles[batch.handle] = batch
+            self._catalogs.setdefault(catalog_id, {})
+            if batch.fate == "normal":
+                self._pending.append(batch)
+                # With no processing time the batch is finished at once; settle so it is visible.
+                self._settle(now)
+            return BatchOutcome(handle=batch.handle, verdicts=verdicts)
+
+    def batch_status(
+        self, catalog_id: str, handle: str, *, load_ids_of_invalid_requests: bool
+    ) -> dict[str, Any] | None:
+        """One element of check_batch_request_status's ``data``, or None for an unknown handle."""
+        with self._lock:
+            now = self._clock()
+            self._settle(now)
+            batch = self._handles.get(handle)
+            if batch is None or batch.catalog_id != catalog_id:
+                return None
+            return {
+                "handle": batch.handle,
+                "status": batch.status(now, self.config.processing_seconds),
+                "errors": [error.as_dict() for error in batch.errors[:STATUS_SAMPLE_SIZE]],
+                "errors_total_count": len(batch.errors),
+                "warnings": [warning.as_dict() for warning in batch.warnings[:STATUS_SAMPLE_SIZE]],
+                "warnings_total_count": len(batch.warnings),
+                "ids_of_invalid_requests": list(batch.invalid_ids) if load_ids_of_invalid_requests else [],
+            }
+
+    def _settle(self, now: float) -> None:
+        """Apply, in posting order, every pending batch whose processing time has passed."""
+        processing = self.config.processing_seconds
+        while self._pending and now - self._pending[0].created_at >= processing:
+            batch = self._pending.pop(0)
+            catalog = self._catalogs.setdefault(batch.catalog_id, {})
+            for operation in batch.operations:
+                item = apply_operation(catalog.get(operation.retailer_id), operation)
+                if item is None:
+                    catalog.pop(operation.retailer_id, None)
+                else:
+                    catalog[operation.retailer_id] = item
+
+    def _projection(self, catalog_id: str) -> _CatalogProjection:
+        projection = _CatalogProjection(self._catalogs.get(catalog_id, {}))
+        for batch in self._pending:
+            if batch.catalog_id == catalog_id:
+                for operation in batch.operations:
+                    projection.apply(operation)
+        return projection
+
+    def _new_handle_id(self) -> str:
+        while True:
+            # Opaque and unguessable, like Meta's handles; URL-safe because clients pass it in a query.
+            handle = "Ac" + secrets.token_urlsafe(24)
+            if handle not in self._handles:
+                return handle
+
+    # Catalogs
+
+    def items(self, catalog_id: str) -> dict[str, dict[str, Any]]:
+        """A copy of the catalog as applied so far (finished batches are settled first)."""
+        with self._lock:
+            self._settle(self._clock())
+            return copy.deepcopy(self._catalogs.get(catalog_id, {}))
+
+    def product_count(self, catalog_id: str) -> int:
+        with self._lock:
+            self._settle(self._clock())
+            return len(self._catalogs.get(catalog_id, {}))
+
+    # Call log
+
+    def record_call(self, call: CallRecord) -> None:
+        with self._lock:
+            self._calls.append(call)
+
+    def calls(self) -> list[dict[str, Any]]:
+        with self._lock:
+            self._settle(self._clock())
+            return [call.as_dict() for call in self._calls]
+
+    def reset(self) -> None:
+        """Forget catalogs, handles, the call log, faults and budgets; keep the configuration."""
+        with self._lock:
+            self._catalogs.clear()
+            self._handles.clear()
+            self._pending.clear()
+            self._calls.clear()
+            self._budget_calls.clear()
+            self._faults = FaultPlan()
+            self._random = random.Random()

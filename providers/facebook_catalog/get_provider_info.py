@@ -1,0 +1,82 @@
+"""Provider metadata read by Airflow's ProvidersManager through the ``apache_airflow_provider``
+entry point. Keep it import-light: it is loaded by every Airflow component at start-up.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from facebook_catalog import __version__
+
+
+def get_provider_info() -> dict[str, Any]:
+    return {
+        "package-name": "airflow-provider-facebook-catalog",
+        "name": "Facebook Catalog",
+        "description": (
+            "Keep a Meta (Facebook) product catalog in sync through the Graph API's items_batch "
+            "endpoint, with a deferrable operator that frees its worker slot while Meta processes."
+        ),
+        "versions": [__version__],
+        "integrations": [
+            {
+                "integration-name": "Facebook Catalog",
+                "external-doc-url": "https://developers.facebook.com/docs/marketing-api/catalog-batch/",
+                "tags": ["service"],
+            }
+        ],
+        "hooks": [
+            {
+                "integration-name": "Facebook Catalog",
+                "python-modules": ["facebook_catalog.hooks.catalog"],
+            }
+        ],
+        "triggers": [
+            {
+                "integration-name": "Facebook Catalog",
+                "python-modules": ["facebook_catalog.triggers.items_batch"],
+            }
+        ],
+        "operators": [
+            {
+                "integration-name": "Facebook Catalog",
+                "python-modules": ["facebook_catalog.operators.items_batch"],
+            }
+        ],
+        "connection-types": [
+            {
+                "connection-type": "facebook_catalog",
+                "hook-class-name": "facebook_catalog.hooks.catalog.FacebookCatalogHook",
+                "hook-name": "Facebook Catalog",
+                "conn-fields": {
+                    "catalog_id": {
+                        "label": "Catalog ID",
+                        "schema": {"type": ["string", "null"]},
+                        "description": "The catalog id from Commerce Manager; an operator may override it.",
+                    },
+                    "app_secret": {
+                        "label": "App secret",
+                        "schema": {"type": ["string", "null"], "format": "password"},
+                        "description": "Optional: when set, every call carries appsecret_proof.",
+                    },
+                    "api_version": {
+                        "label": "API version",
+                        "schema": {"type": ["string", "null"], "default": "v25.0"},
+                        "description": "Graph API version, e.g. v25.0.",
+                    },
+                },
+                "ui-field-behaviour": {
+                    "hidden-fields": ["schema", "port", "login"],
+                    "relabeling": {"password": "Access token", "host": "Graph API base URL"},
+                    "placeholders": {
+                        "password": "A system-user access token with catalog_management",
+                        "host": "https://graph.facebook.com (or http://127.0.0.1:8765 for the emulator)",
+                        "catalog_id": "1234567890",
+                        "app_secret": "Optional",
+                        "api_version": "v25.0",
+                    },
+                },
+            }
+        ],
+        "extra-links": ["facebook_catalog.operators.items_batch.FacebookCatalogLink"],
+    }

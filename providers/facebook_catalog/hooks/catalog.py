@@ -1,0 +1,395 @@
+"""Hooks for Meta's Catalog Batch API: a synchronous one for operators, an asynchronous one for
+triggers. Both take every decision through :mod:`facebook_catalog.hooks.graph_api`, so they give
+the same results, raise the same exceptions and retry by the same policy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from functools import cached_property
+from typing import Any
+
+import aiohttp
+import requests
+from airflow.sdk import BaseHook
+
+from facebook_catalog.hooks.graph_api import (
+    BatchStatus,
+    GraphApiError,
+    GraphApiRetryPolicy,
+    GraphApiSettings,
+    ItemsBatchResponse,
+    RetryState,
+    auth_headers,
+    batch_status_params,
+    catalog_params,
+    connection_error,
+    error_from_response,
+    items_batch_form,
+    parse_batch_status_response,
+    parse_items_batch_response,
+    parse_json_body,
+    settings_from_connection,
+)
+
+DEFAULT_CONN_ID = "facebook_catalog_default"
+NO_RETRIES = GraphApiRetryPolicy(max_transient_retries=0, max_throttled_retries=0)
+#: Seconds to wait for one answer; an items_batch answer for 5,000 items can take a while.
+DEFAULT_REQUEST_TIMEOUT = 120.0
+#: Status polls in flight at once per trigger: enough to be quick, few enough to be polite.
+DEFAULT_STATUS_CONCURRENCY = 8
+
+ITEMS_BATCH = "items_batch"
+BATCH_STATUS = "check_batch_request_status"
+CATALOG = "catalog"
+
+
+def _payload_bytes(payload: bytes | str) -> bytes:
+    return payload.encode() if isinstance(payload, str) else payload
+
+
+class _FacebookCatalogHookBase(BaseHook):
+    """Connection contract, connection form and retry bookkeeping shared by both hooks."""
+
+    conn_name_attr = "facebook_catalog_conn_id"
+    default_conn_name = DEFAULT_CONN_ID
+    conn_type = "facebook_catalog"
+    hook_name = "Facebook Catalog"
+
+    def __init__(
+        self,
+        facebook_catalog_conn_id: str = DEFAULT_CONN_ID,
+        catalog_id: str | None = None,
+        retry_policy: GraphApiRetryPolicy | None = None,
+        request_timeout: float = DEFAULT_REQUEST_TIMEOUT,
+    ) -> None:
+        super().__init__()
+        self.facebook_catalog_conn_id = facebook_catalog_conn_id
+        self.catalog_id = str(catalog_id) if catalog_id not in (None, "") else None
+        self.retry_policy = retry_policy or GraphApiRetryPolicy()
+        self.request_timeout = request_timeout
+        #: Retries spent waiting out Meta's throttling, for run reports and metrics.
+        self.throttled_retries = 0
+        self.transient_retries = 0
+
+    def _settings_from(self, conn: Any, extra: dict[str, Any]) -> GraphApiSettings:
+        return settings_from_connection(
+            conn_id=self.facebook_catalog_conn_id,
+            host=conn.host,
+            password=conn.password,
+            extra=extra,
+            catalog_id=self.catalog_id,
+        )
+
+    def _log_retry(self, state: RetryState, error: GraphApiError, delay: float) -> None:
+        self.log.warning(
+            "%s; retrying in %.1f s (transient retries %d, throttled retries %d)",
+            error,
+            delay,
+            state.transient_retries,
+            state.throttled_retries,
+        )
+
+    def _count_retries(self, state: RetryState) -> None:
+        self.throttled_retries += state.throttled_retries
+        self.transient_retries += state.transient_retries
+
+    @classmethod
+    def get_ui_field_behaviour(cls) -> dict[str, Any]:
+        return {
+            "hidden_fields": ["schema", "port", "login"],
+            "relabeling": {"password": "Access token", "host": "Graph API base URL"},
+            "placeholders": {
+                "password": "A system-user access token with catalog_management",
+                "host": "https://graph.facebook.com (or http://127.0.0.1:8765 for the emulator)",
+                "catalog_id": "The catalog id from Commerce Manager, e.g. 1234567890",
+                "app_secret": "Optional: sends appsecret_proof on every call",
+                "api_version": "v25.0",
+            },
+        }
+
+    @classmethod
+    def get_connection_form_widgets(cls) -> dict[str, Any]:
+        """Extra fields for Airflow versions whose connection form is built from widgets."""
+        from flask_appbuilder.fieldwidgets import BS3PasswordFieldWidget, BS3TextFieldWidget
+        from flask_babel import lazy_gettext
+        from wtforms import PasswordField, StringField
+
+        return {
+            "catalog_id": StringField(lazy_gettext("Catalog ID"), widget=BS3TextFieldWidget()),
+            "app_secret": PasswordField(lazy_gettext("App secret"), widget=BS3PasswordFieldWidget()),
+            "api_version": StringField(lazy_gettext("API version"), widget=BS3TextFieldWidget()),
+        }
+
+
+class FacebookCatalogHook(_FacebookCatalogHookBase):
+    """Synchronous Graph API client for one catalog.
+
+    :param facebook_catalog_conn_id: Airflow connection of type ``facebook_catalog``.
+    :param catalog_id: overrides the connection's ``catalog_id`` extra.
+    :param retry_policy: how transient errors and throttling are retried.
+    :param request_timeout: seconds to wait for one answer.
+    """
+
+    @cached_property
+    def settings(self) -> GraphApiSettings:
+        from airflow.providers.common.compat.sdk import mask_secret
+
+        conn = self.get_connection(self.facebook_catalog_conn_id)
+        settings = self._settings_from(conn, conn.extra_dejson)
+        for secret in settings.secrets:
+            mask_secret(secret)
+        return settings
+
+    @cached_property
+    def session(self) -> requests.Session:
+        session = requests.Session()
+        session.headers.update({"User-Agent": "airflow-provider-facebook-catalog"})
+        return session
+
+    def close(self) -> None:
+        if "session" in self.__dict__:
+            self.session.close()
+            del self.__dict__["session"]
+
+    def send_items_batch(self, payload: bytes | str, request_count: int) -> ItemsBatchResponse:
+        """Post one items_batch call (``payload`` is the encoded ``requests`` array).
+
+        Returns the handle (None when Meta ingested nothing) and Meta's validation_status.
+        """
+        settings = self.settings
+        form = items_batch_form(settings, _payload_bytes(payload))
+        files = [(name, (None, value)) for name, value in form]
+        body = self._call("POST", settings.items_batch_url, ITEMS_BATCH, files=files)
+        response = parse_items_batch_response(body, request_count)
+        self.log.info(
+            "items_batch: %d requests, %d bytes -> handle %s",
+            request_count,
+            len(_payload_bytes(payload)),
+            response.handle,
+        )
+        return response
+
+    def get_batch_status(self, handle: str) -> BatchStatus:
+        settings = self.settings
+        body = self._call(
+            "GET", settings.batch_status_url, BATCH_STATUS, params=batch_status_params(settings, handle)
+        )
+        return parse_batch_status_response(body, handle)
+
+    def get_catalog(self, retry_policy: GraphApiRetryPolicy | None = None) -> dict[str, Any]:
+        """The catalog's id, name and product_count: a cheap call that proves token and catalog."""
+        settings = self.settings
+        body = self._call(
+            "GET", settings.catalog_url, CATALOG, params=catalog_params(settings), retry_policy=retry_policy
+        )
+        return body if isinstance(body, dict) else {}
+
+    def test_connection(self) -> tuple[bool, str]:
+        """Airflow's connection test: one call, no retries, so the UI answers at once."""
+        try:
+            catalog = self.get_catalog(retry_policy=NO_RETRIES)
+        except Exception as exc:
+            return False, str(exc)
+        return True, f"Reached catalog {catalog.get('id')} ({catalog.get('name', 'unnamed')})."
+
+    def _call(
+        self,
+        method: str,
+        url: str,
+        endpoint: str,
+        retry_policy: GraphApiRetryPolicy | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        settings = self.settings
+        state = (retry_policy or self.retry_policy).start()
+        try:
+            while True:
+                try:
+                    return self._call_once(method, url, endpoint, settings, **kwargs)
+                except GraphApiError as error:
+                    delay = state.next_delay(error)
+                    if delay is None:
+                        raise
+                    self._log_retry(state, error, delay)
+                    time.sleep(delay)
+        finally:
+            self._count_retries(state)
+
+    def _call_once(
+        self, method: str, url: str, endpoint: str, settings: GraphApiSettings, **kwargs: Any
+    ) -> Any:
+        try:
+            response = self.session.request(
+                method,
+                url,
+                headers=auth_headers(settings),
+                timeout=(min(30.0, self.request_timeout), self.request_timeout),
+                **kwargs,
+            )
+        except (requests.ConnectionError, requests.Timeout) as exc:
+            raise connection_error(exc, endpoint, settings) from None
+        if response.status_code >= 400:
+            raise error_from_response(
+                http_status=response.status_code,
+                body=response.text,
+                headers=response.headers,
+                endpoint=endpoint,
+                settings=settings,
+            )
+        return parse_json_body(response.text, endpoint)
+
+
+class FacebookCatalogAsyncHook(_FacebookCatalogHookBase):
+    """Asynchronous Graph API client for triggers: aiohttp only, nothing blocks the event loop."""
+
+    def __init__(self, *args: Any, status_concurrency: int = DEFAULT_STATUS_CONCURRENCY, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.status_concurrency = status_concurrency
+        self._settings: GraphApiSettings | None = None
+
+    async def get_settings(self) -> GraphApiSettings:
+        if self._settings is None:
+            from airflow.providers.common.compat.connection import (
+                get_async_connection,
+                get_async_extra_dejson,
+            )
+
+            conn = await get_async_connection(self.facebook_catalog_conn_id, hook=self)
+            extra = await get_async_extra_dejson(conn)
+            self._settings = self._settings_from(conn, extra)
+            await _amask(self._settings.secrets)
+        return self._settings
+
+    def new_session(self) -> aiohttp.ClientSession:
+        return aiohttp.ClientSession(
+            timeout=aiohttp.ClientTimeout(total=self.request_timeout),
+            headers={"User-Agent": "airflow-provider-facebook-catalog"},
+        )
+
+    async def send_items_batch(
+        self, payload: bytes | str, request_count: int, session: aiohttp.ClientSession | None = None
+    ) -> ItemsBatchResponse:
+        settings = await self.get_settings()
+        body = await self._post_items_batch(session, settings, _payload_bytes(payload))
+        return parse_items_batch_response(body, request_count)
+
+    async def get_batch_status(
+        self, handle: str, session: aiohttp.ClientSession | None = None, deadline: float | None = None
+    ) -> BatchStatus:
+        settings = await self.get_settings()
+        body = await self._call(
+            session,
+            "GET",
+            settings.batch_status_url,
+            BATCH_STATUS,
+            deadline=deadline,
+            params=batch_status_params(settings, handle),
+        )
+        return parse_batch_status_response(body, handle)
+
+    async def get_batch_statuses(
+        self, handles: Sequence[str], session: aiohttp.ClientSession, deadline: float | None = None
+    ) -> list[BatchStatus]:
+        """Read many handles concurrently over one session; the first error is raised."""
+        semaphore = asyncio.Semaphore(max(1, self.status_concurrency))
+
+        async def one(handle: str) -> BatchStatus:
+            async with semaphore:
+                return await self.get_batch_status(handle, session=session, deadline=deadline)
+
+        return list(await asyncio.gather(*(one(h) for h in handles)))
+
+    async def get_catalog(self, session: aiohttp.ClientSession | None = None) -> dict[str, Any]:
+        settings = await self.get_settings()
+        body = await self._call(
+            session, "GET", settings.catalog_url, CATALOG, params=catalog_params(settings)
+        )
+        return body if isinstance(body, dict) else {}
+
+    async def _post_items_batch(
+        self, session: aiohttp.ClientSession | None, settings: GraphApiSettings, payload: bytes
+    ) -> Any:
+        fields = items_batch_form(settings, payload)
+
+        def build_form() -> aiohttp.FormData:
+            # Text fields, not bytes: aiohttp would turn bytes into a file upload.
+            form = aiohttp.FormData(default_to_multipart=True)
+            for name, value in fields:
+                form.add_field(name, value.decode() if isinstance(value, bytes) else value)
+            return form
+
+        return await self._call(session, "POST", settings.items_batch_url, ITEMS_BATCH, form=build_form)
+
+    async def _call(
+        self,
+        session: aiohttp.ClientSession | None,
+        method: str,
+        url: str,
+        endpoint: str,
+        *,
+        deadline: float | None = None,
+        form: Any = None,
+        params: dict[str, str] | None = None,
+    ) -> Any:
+        settings = await self.get_settings()
+        state = self.retry_policy.start(deadline)
+        owned = session is None
+        active = session or self.new_session()
+        try:
+            while True:
+                try:
+                    return await self._call_once(active, method, url, endpoint, settings, form, params)
+                except GraphApiError as error:
+                    delay = state.next_delay(error)
+                    if delay is None:
+                        raise
+                    self._log_retry(state, error, delay)
+                    await asyncio.sleep(delay)
+        finally:
+            self._count_retries(state)
+            if owned:
+                await active.close()
+
+    async def _call_once(
+        self,
+        session: aiohttp.ClientSession,
+        method: str,
+        url: str,
+        endpoint: str,
+        settings: GraphApiSettings,
+        form: Any,
+        params: dict[str, str] | None,
+    ) -> Any:
+        try:
+            async with session.request(
+                method,
+                url,
+                headers=auth_headers(settings),
+                params=params,
+                data=form() if callable(form) else form,
+            ) as response:
+                text = await response.text()
+                if response.status >= 400:
+                    raise error_from_response(
+                        http_status=response.status,
+                        body=text,
+                        headers=response.headers,
+                        endpoint=endpoint,
+                        settings=settings,
+                    )
+        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            raise connection_error(exc, endpoint, settings) from None
+        return parse_json_body(text, endpoint)
+
+
+async def _amask(secrets: Sequence[str]) -> None:
+    """Register secrets with Airflow's masker without a blocking call on the event loop."""
+    try:
+        from airflow.sdk.log import amask_secret
+    except ImportError:  # Airflow < 3.3: the connection lookup already masked password and extras
+        return
+    for secret in secrets:
+        await amask_secret(secret)

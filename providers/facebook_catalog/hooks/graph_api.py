@@ -1,0 +1,580 @@
+"""The Graph API rules both hooks share: settings, request building, response parsing, the error
+taxonomy and the retry/rate-limit policy.
+
+Nothing here performs I/O, so the synchronous hook (requests) and the asynchronous hook (aiohttp)
+differ only in how they send bytes and sleep; every decision is made once, here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import math
+import random
+import re
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+DEFAULT_BASE_URL = "https://graph.facebook.com"
+DEFAULT_API_VERSION = "v25.0"
+ITEM_TYPE = "PRODUCT_ITEM"
+API_VERSION_PATTERN = re.compile(r"^v\d+\.\d+$")
+
+#: Status values of check_batch_request_status after which a handle never changes again.
+FINAL_BATCH_STATUSES = frozenset({"finished", "canceled", "error"})
+#: Final statuses that mean the batch did not complete (items may not have been applied).
+FAILED_BATCH_STATUSES = frozenset({"canceled", "error"})
+
+TRANSIENT_ERROR_CODES = frozenset({1, 2})
+THROTTLING_ERROR_CODES = frozenset({4, 17, 32, 613, 80004, 80009, 80014})
+PERMANENT_ERROR_CODES = frozenset({100, 190, 200, 368})
+
+#: How many error/warning samples and invalid ids a status keeps; Meta's totals stay exact.
+MAX_SAMPLES = 20
+MAX_INVALID_IDS = 1000
+
+_PERMANENT_HINTS: dict[int, str] = {
+    190: (
+        "The access token is invalid or expired: create a new system-user token and store it as "
+        "the password of the Airflow connection."
+    ),
+    200: (
+        "The token lacks the catalog_management permission on catalog {catalog_id}: assign the "
+        "system user to this catalog with 'Manage catalog' and generate the token with "
+        "catalog_management."
+    ),
+    100: (
+        "Meta rejected a parameter: check that catalog {catalog_id} exists and that the "
+        "connection's api_version ({api_version}) is supported."
+    ),
+    368: (
+        "Meta blocked this action as abusive: check the business account's status in Meta "
+        "Business Support Home before retrying."
+    ),
+}
+_TOO_MUCH_DATA = "reduce the amount of data"
+
+
+# --------------------------------------------------------------------------------------------
+# Settings
+# --------------------------------------------------------------------------------------------
+class GraphApiConfigurationError(ValueError):
+    """The Airflow connection or the arguments do not describe a usable catalog endpoint."""
+
+
+@dataclass(frozen=True)
+class GraphApiSettings:
+    """Everything needed to call one catalog. The token and app secret never appear in its repr."""
+
+    base_url: str
+    api_version: str
+    catalog_id: str
+    access_token: str = field(repr=False)
+    app_secret: str | None = field(default=None, repr=False)
+
+    @property
+    def catalog_url(self) -> str:
+        return f"{self.base_url}/{self.api_version}/{self.catalog_id}"
+
+    @property
+    def items_batch_url(self) -> str:
+        return f"{self.catalog_url}/items_batch"
+
+    @property
+    def batch_status_url(self) -> str:
+        return f"{self.catalog_url}/check_batch_request_status"
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        return tuple(s for s in (self.access_token, self.app_secret, self.appsecret_proof) if s)
+
+    @property
+    def appsecret_proof(self) -> str | None:
+        if not self.app_secret:
+            return None
+        return appsecret_proof(self.access_token, self.app_secret)
+
+
+def appsecret_proof(access_token: str, app_secret: str) -> str:
+    """Hex HMAC-SHA256 of the access token keyed by the app secret, as Meta's SDK computes it."""
+    return hmac.new(app_secret.encode(), access_token.encode(), hashlib.sha256).hexdigest()
+
+
+def settings_from_connection(
+    *,
+    conn_id: str,
+    host: str | None,
+    password: str | None,
+    extra: Mapping[str, Any],
+    catalog_id: str | None = None,
+) -> GraphApiSettings:
+    """Build settings from the connection contract (DESIGN.md), failing with what to fix."""
+    extra = {(key.removeprefix("extra__facebook_catalog__")): value for key, value in extra.items() if value}
+    token = (password or "").strip()
+    if not token:
+        raise GraphApiConfigurationError(
+            f"Connection {conn_id!r} has no access token: put the system-user token in its password."
+        )
+    resolved_catalog = str(catalog_id or extra.get("catalog_id") or "").strip()
+    if not resolved_catalog:
+        raise GraphApiConfigurationError(
+            f"No catalog id: pass catalog_id to the operator or set extra 'catalog_id' on connection "
+            f"{conn_id!r}."
+        )
+    if not resolved_catalog.isdigit():
+        raise GraphApiConfigurationError(
+            f"Catalog id {resolved_catalog!r} is not numeric: use the id shown in Commerce Manager."
+        )
+    version = str(extra.get("api_version") or DEFAULT_API_VERSION).strip()
+    if not version.startswith("v"):
+        version = f"v{version}"
+    if not API_VERSION_PATTERN.match(version):
+        raise GraphApiConfigurationError(
+            f"api_version {version!r} on connection {conn_id!r} is not of the form v25.0."
+        )
+    base_url = (host or extra.get("base_url") or DEFAULT_BASE_URL).strip().rstrip("/")
+    if "://" not in base_url:
+        base_url = f"https://{base_url}"
+    app_secret = str(extra.get("app_secret") or "").strip() or None
+    return GraphApiSettings(
+        base_url=base_url,
+        api_version=version,
+        catalog_id=resolved_catalog,
+        access_token=token,
+        app_secret=app_secret,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Request building
+# --------------------------------------------------------------------------------------------
+def auth_headers(settings: GraphApiSettings) -> dict[str, str]:
+    """The token travels in a header, never in a URL that could be logged."""
+    return {"Authorization": f"Bearer {settings.access_token}"}
+
+
+def items_batch_form(settings: GraphApiSettings, payload: bytes) -> list[tuple[str, str | bytes]]:
+    """Form fields of one items_batch call; ``payload`` is the encoded ``requests`` JSON array.
+
+    Sent as multipart/form-data, so non-ASCII text is not percent-encoded (which would triple it).
+    """
+    fields: list[tuple[str, str | bytes]] = [
+        ("item_type", ITEM_TYPE),
+        ("allow_upsert", "true"),
+        ("requests", payload),
+    ]
+    proof = settings.appsecret_proof
+    if proof:
+        fields.append(("appsecret_proof", proof))
+    return fields
+
+
+def batch_status_params(settings: GraphApiSettings, handle: str) -> dict[str, str]:
+    params = {"handle": handle, "load_ids_of_invalid_requests": "true"}
+    proof = settings.appsecret_proof
+    if proof:
+        params["appsecret_proof"] = proof
+    return params
+
+
+def catalog_params(settings: GraphApiSettings) -> dict[str, str]:
+    params = {"fields": "id,name,product_count"}
+    proof = settings.appsecret_proof
+    if proof:
+        params["appsecret_proof"] = proof
+    return params
+
+
+# --------------------------------------------------------------------------------------------
+# Error taxonomy
+# --------------------------------------------------------------------------------------------
+class FacebookCatalogError(Exception):
+    """Base class of every error this provider raises about Meta's side."""
+
+
+class GraphApiError(FacebookCatalogError):
+    """An error answer (or no answer) from the Graph API, with Meta's fields kept apart."""
+
+    retryable = False
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: int | None = None,
+        subcode: int | None = None,
+        error_type: str | None = None,
+        fbtrace_id: str | None = None,
+        http_status: int | None = None,
+        endpoint: str = "",
+        hint: str = "",
+        retry_after: float | None = None,
+    ) -> None:
+        self.meta_message = message
+        self.code = code
+        self.subcode = subcode
+        self.error_type = error_type
+        self.fbtrace_id = fbtrace_id
+        self.http_status = http_status
+        self.endpoint = endpoint
+        self.hint = hint
+        self.retry_after = retry_after
+        self.attempts = 1
+        super().__init__(self._describe())
+
+    def _describe(self) -> str:
+        what = f"Graph API error {self.code}" if self.code is not None else "Graph API call failed"
+        details = ", ".join(
+            part
+            for part in (
+                self.error_type,
+                f"subcode {self.subcode}" if self.subcode else "",
+                f"HTTP {self.http_status}" if self.http_status else "",
+            )
+            if part
+        )
+        text = f"{what} ({details})" if details else what
+        if self.endpoint:
+            text += f" on {self.endpoint}"
+        text += f": {self.meta_message}"
+        if self.hint:
+            text += f" {self.hint}"
+        if self.fbtrace_id:
+            text += f" [fbtrace_id={self.fbtrace_id}]"
+        return text
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe form for trigger events, XCom and reports (holds no secret)."""
+        return {
+            "kind": type(self).__name__,
+            "message": str(self),
+            "meta_message": self.meta_message,
+            "code": self.code,
+            "subcode": self.subcode,
+            "type": self.error_type,
+            "fbtrace_id": self.fbtrace_id,
+            "http_status": self.http_status,
+        }
+
+
+class TransientGraphApiError(GraphApiError):
+    """Meta's side failed in a way that may pass: code 1/2, HTTP 5xx, timeouts, resets."""
+
+    retryable = True
+
+
+class ThrottledGraphApiError(GraphApiError):
+    """Meta throttled the app, user or catalog; ``retry_after`` is Meta's estimate in seconds."""
+
+    retryable = True
+
+
+class PermanentGraphApiError(GraphApiError):
+    """Retrying cannot help: the request, token or permissions must be fixed."""
+
+
+class GraphApiResponseError(PermanentGraphApiError):
+    """A 2xx answer that does not have the shape Meta documents."""
+
+
+def redact(text: str, secrets: Iterable[str]) -> str:
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "***")
+    return text
+
+
+def error_from_response(
+    *,
+    http_status: int,
+    body: str,
+    headers: Mapping[str, str],
+    endpoint: str,
+    settings: GraphApiSettings,
+) -> GraphApiError:
+    """Turn a non-2xx answer into the right exception class, with a hint on what to do."""
+    body = redact(body, settings.secrets)
+    try:
+        error = json.loads(body).get("error") or {}
+        if not isinstance(error, dict):
+            error = {}
+    except (ValueError, AttributeError):
+        error = {}
+    code = _as_int(error.get("code"))
+    message = str(error.get("message") or body[:300] or f"HTTP {http_status} with an empty body")
+    common: dict[str, Any] = {
+        "code": code,
+        "subcode": _as_int(error.get("error_subcode")),
+        "error_type": error.get("type"),
+        "fbtrace_id": error.get("fbtrace_id"),
+        "http_status": http_status,
+        "endpoint": endpoint,
+    }
+    if code in THROTTLING_ERROR_CODES:
+        wait = retry_after_from_headers(headers, settings.catalog_id)
+        return ThrottledGraphApiError(
+            message,
+            hint=(
+                "Meta is throttling calls"
+                + (f"; it estimates access returns in {wait:.0f} s." if wait else ".")
+            ),
+            retry_after=wait,
+            **common,
+        )
+    if code == 1 and _TOO_MUCH_DATA in message.lower():
+        return PermanentGraphApiError(
+            message,
+            hint="The payload is too large for Meta: lower max_payload_bytes on the operator.",
+            **common,
+        )
+    if code in TRANSIENT_ERROR_CODES or error.get("is_transient") is True or http_status >= 500:
+        return TransientGraphApiError(message, **common)
+    hint_template = _PERMANENT_HINTS.get(code or 0, "")
+    if not hint_template and code is not None and 200 <= code <= 299:
+        hint_template = _PERMANENT_HINTS[200]
+    hint = hint_template.format(catalog_id=settings.catalog_id, api_version=settings.api_version)
+    return PermanentGraphApiError(message, hint=hint, **common)
+
+
+def retry_after_from_headers(headers: Mapping[str, str], catalog_id: str) -> float | None:
+    """Seconds Meta asks us to wait: the longer of Retry-After and the catalog's usage estimate.
+
+    ``X-Business-Use-Case-Usage`` gives ``estimated_time_to_regain_access`` in MINUTES, per object
+    id; the catalog's own entry is preferred, else the largest estimate present.
+    """
+    waits: list[float] = []
+    retry_after = _header(headers, "Retry-After")
+    if retry_after:
+        waits.append(max(0.0, _as_float(retry_after)))
+    usage = _header(headers, "X-Business-Use-Case-Usage")
+    if usage:
+        try:
+            parsed = json.loads(usage)
+        except ValueError:
+            parsed = None
+        if isinstance(parsed, dict):
+            entries = parsed.get(catalog_id) or [e for v in parsed.values() if isinstance(v, list) for e in v]
+            minutes = [
+                _as_float(entry.get("estimated_time_to_regain_access"))
+                for entry in entries
+                if isinstance(entry, dict)
+            ]
+            waits.extend(60.0 * m for m in minutes if m)
+    positive = [w for w in waits if w > 0]
+    return max(positive) if positive else None
+
+
+def connection_error(exc: BaseException, endpoint: str, settings: GraphApiSettings) -> GraphApiError:
+    """A timeout or a dropped connection: transient, described without the URL's query."""
+    detail = redact(str(exc) or type(exc).__name__, settings.secrets)
+    return TransientGraphApiError(
+        f"{type(exc).__name__}: {detail}" if str(exc) else type(exc).__name__,
+        endpoint=endpoint,
+        hint=f"(no answer from {settings.base_url})",
+    )
+
+
+def _header(headers: Mapping[str, str], name: str) -> str | None:
+    value = headers.get(name)
+    if value is None:
+        lowered = name.lower()
+        value = next((v for k, v in headers.items() if k.lower() == lowered), None)
+    return value
+
+
+def _as_int(value: Any) -> int | None:
+    try:
+        return int(value) if value is not None and value != "" else None
+    except (TypeError, ValueError):
+        return None
+
+
+def _as_float(value: Any) -> float:
+    try:
+        result = float(value)
+    except (TypeError, ValueError):
+        return 0.0
+    return result if math.isfinite(result) else 0.0
+
+
+# --------------------------------------------------------------------------------------------
+# Retry policy
+# --------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class GraphApiRetryPolicy:
+    """How long to keep trying. Transient errors back off exponentially with jitter; throttling
+    waits as long as Meta says (capped by ``max_throttle_wait``), else backs off too.
+    """
+
+    max_transient_retries: int = 5
+    max_throttled_retries: int = 8
+    backoff_base: float = 2.0
+    backoff_max: float = 120.0
+    max_throttle_wait: float = 900.0
+
+    def __post_init__(self) -> None:
+        if self.max_transient_retries < 0 or self.max_throttled_retries < 0:
+            raise ValueError("retry counts must be >= 0")
+        if self.backoff_base < 0 or self.backoff_max < 0 or self.max_throttle_wait < 0:
+            raise ValueError("wait times must be >= 0")
+
+    def backoff(self, retry_number: int, rng: random.Random | None = None) -> float:
+        """Exponential backoff with 'equal jitter': half fixed, half random, so calls spread."""
+        ceiling = min(self.backoff_max, self.backoff_base * (2 ** max(0, retry_number - 1)))
+        return ceiling / 2 + (rng or random).uniform(0, ceiling / 2)
+
+    def start(self, deadline: float | None = None) -> RetryState:
+        return RetryState(self, deadline)
+
+    def to_dict(self) -> dict[str, float]:
+        return {
+            "max_transient_retries": self.max_transient_retries,
+            "max_throttled_retries": self.max_throttled_retries,
+            "backoff_base": self.backoff_base,
+            "backoff_max": self.backoff_max,
+            "max_throttle_wait": self.max_throttle_wait,
+        }
+
+
+class RetryState:
+    """Counts the retries of one logical call and says how long to wait before the next one."""
+
+    def __init__(self, policy: GraphApiRetryPolicy, deadline: float | None = None) -> None:
+        self.policy = policy
+        self.deadline = deadline
+        self.transient_retries = 0
+        self.throttled_retries = 0
+
+    def next_delay(self, error: GraphApiError, now: float | None = None) -> float | None:
+        """Seconds to wait before retrying, or None when the error must be raised."""
+        policy = self.policy
+        if isinstance(error, ThrottledGraphApiError):
+            if self.throttled_retries >= policy.max_throttled_retries:
+                return None
+            self.throttled_retries += 1
+            if error.retry_after:
+                delay = min(error.retry_after, policy.max_throttle_wait)
+            else:
+                delay = min(policy.backoff(self.throttled_retries), policy.max_throttle_wait)
+        elif isinstance(error, TransientGraphApiError):
+            if self.transient_retries >= policy.max_transient_retries:
+                return None
+            self.transient_retries += 1
+            delay = policy.backoff(self.transient_retries)
+        else:
+            return None
+        if self.deadline is not None and (now if now is not None else time.time()) + delay > self.deadline:
+            return None
+        error.attempts = self.transient_retries + self.throttled_retries + 1
+        return delay
+
+
+# --------------------------------------------------------------------------------------------
+# Responses
+# --------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ItemsBatchResponse:
+    """What Meta answered to one items_batch call."""
+
+    handle: str | None
+    validation_status: list[dict[str, Any]]
+    request_count: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "handle": self.handle,
+            "request_count": self.request_count,
+            "validation_status": self.validation_status[:MAX_SAMPLES],
+            "validation_status_count": len(self.validation_status),
+        }
+
+
+@dataclass(frozen=True)
+class BatchStatus:
+    """One handle's state as check_batch_request_status reports it."""
+
+    handle: str
+    status: str
+    errors_total_count: int = 0
+    warnings_total_count: int = 0
+    errors: list[dict[str, Any]] = field(default_factory=list)
+    warnings: list[dict[str, Any]] = field(default_factory=list)
+    ids_of_invalid_requests: list[str] = field(default_factory=list)
+
+    @property
+    def is_final(self) -> bool:
+        return self.status in FINAL_BATCH_STATUSES
+
+    @property
+    def failed(self) -> bool:
+        return self.status in FAILED_BATCH_STATUSES
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "handle": self.handle,
+            "status": self.status,
+            "errors_total_count": self.errors_total_count,
+            "warnings_total_count": self.warnings_total_count,
+            "errors": self.errors,
+            "warnings": self.warnings,
+            "ids_of_invalid_requests": self.ids_of_invalid_requests,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> BatchStatus:
+        return cls(
+            handle=str(data["handle"]),
+            status=str(data["status"]).lower(),
+            errors_total_count=int(data.get("errors_total_count") or 0),
+            warnings_total_count=int(data.get("warnings_total_count") or 0),
+            errors=list(data.get("errors") or []),
+            warnings=list(data.get("warnings") or []),
+            ids_of_invalid_requests=[str(i) for i in data.get("ids_of_invalid_requests") or []],
+        )
+
+
+def parse_items_batch_response(body: Any, request_count: int) -> ItemsBatchResponse:
+    if not isinstance(body, dict) or not isinstance(body.get("handles", []), list):
+        raise GraphApiResponseError(
+            f"items_batch answered without a 'handles' list: {str(body)[:200]}", endpoint="items_batch"
+        )
+    handles = [str(h) for h in body.get("handles") or [] if h]
+    validation = body.get("validation_status") or []
+    return ItemsBatchResponse(
+        handle=handles[0] if handles else None,
+        validation_status=[v for v in validation if isinstance(v, dict)],
+        request_count=request_count,
+    )
+
+
+def parse_batch_status_response(body: Any, handle: str) -> BatchStatus:
+    data = body.get("data") if isinstance(body, dict) else None
+    if not isinstance(data, list) or not data or not isinstance(data[0], dict):
+        raise GraphApiResponseError(
+            f"check_batch_request_status for handle {handle} answered without data: {str(body)[:200]}",
+            endpoint="check_batch_request_status",
+        )
+    entry = data[0]
+    return BatchStatus(
+        handle=str(entry.get("handle") or handle),
+        status=str(entry.get("status") or "").lower(),
+        errors_total_count=_as_int(entry.get("errors_total_count")) or 0,
+        warnings_total_count=_as_int(entry.get("warnings_total_count")) or 0,
+        errors=list(entry.get("errors") or [])[:MAX_SAMPLES],
+        warnings=list(entry.get("warnings") or [])[:MAX_SAMPLES],
+        ids_of_invalid_requests=[str(i) for i in entry.get("ids_of_invalid_requests") or []][
+            :MAX_INVALID_IDS
+        ],
+    )
+
+
+def parse_json_body(text: str, endpoint: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise GraphApiResponseError(
+            f"{endpoint} answered with a body that is not JSON: {text[:200]!r}", endpoint=endpoint
+        ) from exc

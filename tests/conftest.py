@@ -1,0 +1,56 @@
+"""Shared fixtures. Server fixtures live in tests/fixtures/ and are registered here.
+
+Airflow reads its configuration at import time, so the test environment is set before any test
+module imports it: a private AIRFLOW_HOME under .airflow-test/, no example DAGs, this repo's dags/.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+AIRFLOW_HOME = REPO_ROOT / ".airflow-test" / f"home-{os.getpid()}"
+AIRFLOW_HOME.mkdir(parents=True, exist_ok=True)
+os.environ["AIRFLOW_HOME"] = str(AIRFLOW_HOME)
+os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
+os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(REPO_ROOT / "dags")
+os.environ.setdefault("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", f"sqlite:///{AIRFLOW_HOME / 'airflow.db'}")
+os.environ.setdefault("AIRFLOW__CORE__UNIT_TEST_MODE", "False")
+
+pytest_plugins = [
+    "tests.fixtures.aiohttp_compat",
+    "tests.fixtures.emulator",
+    "tests.fixtures.s3",
+]
+
+TEST_TOKEN = "EAAtest-token-4f1d9c0b7e2a"
+TEST_APP_SECRET = "app-secret-93b1c7d5"
+TEST_CATALOG_ID = "1234567890"
+
+
+@pytest.fixture
+def catalog_connection(monkeypatch: pytest.MonkeyPatch) -> Callable[..., None]:
+    """Define the ``facebook_catalog_default`` connection through the environment."""
+
+    def define(
+        host: str = "https://graph.example.test",
+        token: str = TEST_TOKEN,
+        app_secret: str | None = None,
+        catalog_id: str = TEST_CATALOG_ID,
+        conn_id: str = "facebook_catalog_default",
+        api_version: str = "v25.0",
+    ) -> None:
+        extra = {"catalog_id": catalog_id, "api_version": api_version}
+        if app_secret:
+            extra["app_secret"] = app_secret
+        monkeypatch.setenv(
+            f"AIRFLOW_CONN_{conn_id.upper()}",
+            json.dumps({"conn_type": "facebook_catalog", "host": host, "password": token, "extra": extra}),
+        )
+
+    return define

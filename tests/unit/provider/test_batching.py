@@ -1,0 +1,71 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from facebook_catalog.feed.batching import (
+    MAX_PAYLOAD_BYTES,
+    META_PAYLOAD_LIMIT_BYTES,
+    RequestTooLargeError,
+    encode_requests,
+    item_request,
+    split_requests,
+)
+
+
+def product(i: int, **fields: str) -> dict[str, str]:
+    return {"id": f"sku-{i}", "title": f"Product {i}", "price": "1000 IQD", **fields}
+
+
+def test_item_request_is_an_upsert_and_delete_carries_only_the_id() -> None:
+    assert item_request(product(1)) == {"method": "UPDATE", "data": product(1)}
+    assert item_request(product(1), "DELETE") == {"method": "DELETE", "data": {"id": "sku-1"}}
+    with pytest.raises(ValueError, match="no 'id'"):
+        item_request({"title": "x"})
+    with pytest.raises(ValueError, match="method"):
+        item_request(product(1), "PATCH")
+
+
+def test_splits_by_count_in_order() -> None:
+    batches = list(split_requests((item_request(product(i)) for i in range(12_345)), max_requests=5_000))
+    assert [b.request_count for b in batches] == [5_000, 5_000, 2_345]
+    ids = [i for b in batches for i in b.item_ids]
+    assert ids == [f"sku-{i}" for i in range(12_345)]
+    decoded = [r for b in batches for r in json.loads(b.payload)]
+    assert decoded[12_344] == {"method": "UPDATE", "data": product(12_344)}
+
+
+def test_splits_by_measured_bytes() -> None:
+    requests = [item_request(product(i, description="x" * 900)) for i in range(100, 200)]  # same width
+    one = len(encode_requests(requests[:1])) - 2
+    limit = 10 * one + 11  # exactly ten requests: brackets plus nine commas fit, eleven do not
+    batches = list(split_requests(requests, max_bytes=limit))
+    assert all(len(b.payload) <= limit for b in batches)
+    assert [b.request_count for b in batches] == [10] * 10
+    # The size is exact: the payload is the encoded array, byte for byte.
+    assert batches[0].payload == encode_requests(requests[:10])
+
+
+def test_non_ascii_is_sent_as_utf8_not_escaped() -> None:
+    arabic = "قميص قطني مريح للرجال"
+    payload = encode_requests([item_request(product(1, title=arabic))])
+    assert arabic.encode() in payload
+    assert b"\\u" not in payload
+    escaped = json.dumps([item_request(product(1, title=arabic))]).encode()
+    assert len(payload) < len(escaped)
+
+
+def test_a_single_oversized_request_is_refused_with_its_id() -> None:
+    with pytest.raises(RequestTooLargeError, match="sku-7"):
+        list(split_requests([item_request(product(7, description="x" * 5_000))], max_bytes=1_000))
+
+
+def test_default_limit_stays_under_metas() -> None:
+    assert MAX_PAYLOAD_BYTES < META_PAYLOAD_LIMIT_BYTES
+
+
+@pytest.mark.parametrize(("max_requests", "max_bytes"), [(0, 1000), (5_001, 1000), (10, 10)])
+def test_limits_are_validated(max_requests: int, max_bytes: int) -> None:
+    with pytest.raises(ValueError):
+        list(split_requests([], max_requests=max_requests, max_bytes=max_bytes))
