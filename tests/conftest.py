@@ -18,7 +18,17 @@ AIRFLOW_HOME = REPO_ROOT / ".airflow-test" / f"home-{os.getpid()}"
 AIRFLOW_HOME.mkdir(parents=True, exist_ok=True)
 os.environ["AIRFLOW_HOME"] = str(AIRFLOW_HOME)
 os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
-os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(REPO_ROOT / "dags")
+# The DAG folder the tests' Airflow sees: this repo's DAGs plus the example DAG, linked.
+DAGS_FOLDER = AIRFLOW_HOME / "dags"
+DAGS_FOLDER.mkdir(exist_ok=True)
+for _dag_file in [
+    *sorted((REPO_ROOT / "dags").glob("*.py")),
+    REPO_ROOT / "providers" / "facebook_catalog" / "example_dags" / "example_items_batch.py",
+]:
+    _link = DAGS_FOLDER / _dag_file.name
+    if not _link.exists():
+        _link.symlink_to(_dag_file)
+os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(DAGS_FOLDER)
 os.environ.setdefault("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", f"sqlite:///{AIRFLOW_HOME / 'airflow.db'}")
 os.environ.setdefault("AIRFLOW__CORE__UNIT_TEST_MODE", "False")
 
@@ -26,6 +36,7 @@ pytest_plugins = [
     "tests.fixtures.aiohttp_compat",
     "tests.fixtures.emulator",
     "tests.fixtures.s3",
+    "tests.fixtures.airflow",
 ]
 
 TEST_TOKEN = "EAAtest-token-4f1d9c0b7e2a"

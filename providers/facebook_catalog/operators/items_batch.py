@@ -161,12 +161,12 @@ class FacebookCatalogItemsBatchOperator(BaseOperator):
         if not handles:
             self.log.warning("Meta ingested none of the %d items it was sent.", submitted["items_sent"])
             return self.execute_complete(
-                context, batches_success_event(settings.catalog_id, [], []), submitted
+                context, {**batches_success_event(settings.catalog_id, [], []), "submitted": submitted}
             )
         deadline = time.time() + self.timeout.total_seconds()
         if not self.deferrable:
             event = self._poll_synchronously(hook, handles, deadline)
-            return self.execute_complete(context, event, submitted)
+            return self.execute_complete(context, {**event, "submitted": submitted})
         self.log.info(
             "Posted %d items in %d calls; deferring until Meta finishes handles %s (deadline in %s)",
             submitted["items_sent"],
@@ -182,9 +182,9 @@ class FacebookCatalogItemsBatchOperator(BaseOperator):
                 poll_interval=self.poll_interval,
                 facebook_catalog_conn_id=self.facebook_catalog_conn_id,
                 retry_policy=self.graph_api_retry_policy.to_dict(),
+                submitted=submitted,
             ),
             method_name="execute_complete",
-            kwargs={"submitted": submitted},
             timeout=self.timeout + DEFERRAL_GRACE,
         )
 
@@ -321,11 +321,9 @@ class FacebookCatalogItemsBatchOperator(BaseOperator):
             time.sleep(min(self.poll_interval, remaining))
 
     # ------------------------------------------------------------------ completion
-    def execute_complete(
-        self, context: Context, event: dict[str, Any], submitted: dict[str, Any] | None = None
-    ) -> dict[str, Any]:
+    def execute_complete(self, context: Context, event: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
         """Turn the trigger's event into the task's outcome."""
-        submitted = submitted or {}
+        submitted = event.get("submitted") or {}
         batches = event.get("batches") or []
         if event.get("status") != "success":
             raise FacebookCatalogBatchError(

@@ -39,6 +39,9 @@ class FacebookCatalogBatchStatusTrigger(BaseTrigger):
     :param poll_interval: seconds between polling rounds.
     :param facebook_catalog_conn_id: Airflow connection of type ``facebook_catalog``.
     :param retry_policy: kwargs of :class:`GraphApiRetryPolicy` for each status call.
+    :param submitted: the operator's summary of its items_batch calls (counts, handles, samples;
+        never items or secrets), returned in the event so the resumed task needs no state of its
+        own. Airflow's ``dag.test()`` drops ``defer(kwargs=...)``, so the event carries it.
     """
 
     def __init__(
@@ -50,6 +53,7 @@ class FacebookCatalogBatchStatusTrigger(BaseTrigger):
         poll_interval: float = DEFAULT_POLL_INTERVAL,
         facebook_catalog_conn_id: str = DEFAULT_CONN_ID,
         retry_policy: dict[str, float] | None = None,
+        submitted: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
         self.handles = [str(h) for h in handles]
@@ -58,6 +62,7 @@ class FacebookCatalogBatchStatusTrigger(BaseTrigger):
         self.poll_interval = float(poll_interval)
         self.facebook_catalog_conn_id = facebook_catalog_conn_id
         self.retry_policy = dict(retry_policy or {})
+        self.submitted = dict(submitted or {})
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
@@ -69,6 +74,7 @@ class FacebookCatalogBatchStatusTrigger(BaseTrigger):
                 "poll_interval": self.poll_interval,
                 "facebook_catalog_conn_id": self.facebook_catalog_conn_id,
                 "retry_policy": dict(self.retry_policy),
+                "submitted": dict(self.submitted),
             },
         )
 
@@ -122,7 +128,9 @@ class FacebookCatalogBatchStatusTrigger(BaseTrigger):
         event = batches_success_event(
             self.catalog_id, self.handles, [final[h] for h in dict.fromkeys(self.handles)]
         )
-        event.update(polling_rounds=rounds, throttled_retries=hook.throttled_retries)
+        event.update(
+            polling_rounds=rounds, throttled_retries=hook.throttled_retries, submitted=self.submitted
+        )
         yield TriggerEvent(event)
 
     def _error_event(
@@ -133,7 +141,9 @@ class FacebookCatalogBatchStatusTrigger(BaseTrigger):
         pending: list[str],
         error: GraphApiError | None,
     ) -> dict[str, Any]:
-        return batches_error_event(self.catalog_id, self.handles, reason, message, final, pending, error)
+        event = batches_error_event(self.catalog_id, self.handles, reason, message, final, pending, error)
+        event["submitted"] = self.submitted
+        return event
 
 
 def batches_success_event(catalog_id: str, handles: list[str], statuses: list[BatchStatus]) -> dict[str, Any]:

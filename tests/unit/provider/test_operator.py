@@ -70,10 +70,10 @@ def test_posts_in_calls_of_5000_then_defers_with_every_handle(context: dict[str,
     assert trigger.poll_interval == 15
     assert before + 600 <= trigger.deadline <= time.time() + 600
     assert deferred.value.method_name == "execute_complete"
-    submitted = deferred.value.kwargs["submitted"]
+    submitted = trigger.submitted
     assert submitted["items_sent"] == 12_345
     assert submitted["calls"] == 3
-    assert TEST_TOKEN not in str(trigger.serialize()) + str(deferred.value.kwargs)
+    assert TEST_TOKEN not in str(trigger.serialize())
     assert context["ti"].xcom[CATALOG_ID_XCOM_KEY] == TEST_CATALOG_ID
 
 
@@ -116,7 +116,13 @@ def test_invalid_token_fails_fast_with_the_fix(context: dict[str, Any]) -> None:
 
 
 def event(*batches: dict[str, Any], status: str = "success", **extra: Any) -> dict[str, Any]:
-    return {"status": status, "catalog_id": TEST_CATALOG_ID, "batches": list(batches), **extra}
+    return {
+        "status": status,
+        "catalog_id": TEST_CATALOG_ID,
+        "batches": list(batches),
+        "submitted": SUBMITTED,
+        **extra,
+    }
 
 
 def batch(handle: str, status: str = "finished", errors: int = 0, **extra: Any) -> dict[str, Any]:
@@ -136,7 +142,7 @@ SUBMITTED = {"catalog_id": TEST_CATALOG_ID, "calls": 2, "items_sent": 100, "hand
 
 def test_complete_returns_a_small_summary(context: dict[str, Any]) -> None:
     summary = operator(max_error_ratio=0.05).execute_complete(
-        context, event(batch("h0"), batch("h1", errors=3)), SUBMITTED
+        context, event(batch("h0"), batch("h1", errors=3))
     )
     assert summary["statuses"] == {"h0": "finished", "h1": "finished"}
     assert summary["items_rejected_by_meta"] == 3
@@ -146,21 +152,19 @@ def test_complete_returns_a_small_summary(context: dict[str, Any]) -> None:
 
 def test_complete_fails_when_rejections_exceed_the_ratio(context: dict[str, Any]) -> None:
     with pytest.raises(FacebookCatalogBatchError, match=r"rejected 3 of 100 items.*price: invalid"):
-        operator().execute_complete(context, event(batch("h0"), batch("h1", errors=3)), SUBMITTED)
+        operator().execute_complete(context, event(batch("h0"), batch("h1", errors=3)))
 
 
 @pytest.mark.parametrize("final", ["error", "canceled"])
 def test_complete_fails_on_a_failed_batch(context: dict[str, Any], final: str) -> None:
     with pytest.raises(FacebookCatalogBatchError, match=f"h1 ended '{final}'"):
-        operator(max_error_ratio=1).execute_complete(
-            context, event(batch("h0"), batch("h1", final)), SUBMITTED
-        )
+        operator(max_error_ratio=1).execute_complete(context, event(batch("h0"), batch("h1", final)))
 
 
 def test_complete_fails_on_an_error_event(context: dict[str, Any]) -> None:
     failure = event(status="error", reason="deadline", message="still pending: h1", pending_handles=["h1"])
     with pytest.raises(FacebookCatalogBatchError, match=r"\(deadline\): still pending: h1"):
-        operator().execute_complete(context, failure, SUBMITTED)
+        operator().execute_complete(context, failure)
 
 
 def test_nothing_ingested_counts_as_rejected(context: dict[str, Any]) -> None:
