@@ -31,12 +31,15 @@ for _dag_file in [
 os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(DAGS_FOLDER)
 os.environ.setdefault("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", f"sqlite:///{AIRFLOW_HOME / 'airflow.db'}")
 os.environ.setdefault("AIRFLOW__CORE__UNIT_TEST_MODE", "False")
+# A failed sync task fails the run at once in tests; production DAGs keep their retries.
+os.environ["FACEBOOK_CATALOG_SYNC_RETRIES"] = "0"
 
 pytest_plugins = [
     "tests.fixtures.aiohttp_compat",
     "tests.fixtures.emulator",
     "tests.fixtures.s3",
     "tests.fixtures.airflow",
+    "tests.fixtures.databases",
 ]
 
 TEST_TOKEN = "EAAtest-token-4f1d9c0b7e2a"

@@ -451,6 +451,7 @@ class RetryState:
     def next_delay(self, error: GraphApiError, now: float | None = None) -> float | None:
         """Seconds to wait before retrying, or None when the error must be raised."""
         policy = self.policy
+        error.attempts = self.transient_retries + self.throttled_retries + 1
         if isinstance(error, ThrottledGraphApiError):
             if self.throttled_retries >= policy.max_throttled_retries:
                 return None
@@ -468,7 +469,6 @@ class RetryState:
             return None
         if self.deadline is not None and (now if now is not None else time.time()) + delay > self.deadline:
             return None
-        error.attempts = self.transient_retries + self.throttled_retries + 1
         return delay
 
 

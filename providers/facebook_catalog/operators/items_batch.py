@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator, BaseOperatorLink
@@ -20,11 +18,13 @@ from facebook_catalog.feed.batching import (
 )
 from facebook_catalog.hooks.catalog import DEFAULT_CONN_ID, FacebookCatalogHook
 from facebook_catalog.hooks.graph_api import (
+    BatchStatus,
     FacebookCatalogError,
     GraphApiError,
     GraphApiRetryPolicy,
     PermanentGraphApiError,
 )
+from facebook_catalog.run_report import build_report
 from facebook_catalog.triggers.items_batch import (
     DEFAULT_POLL_INTERVAL,
     FacebookCatalogBatchStatusTrigger,
@@ -36,7 +36,8 @@ if TYPE_CHECKING:
     from airflow.sdk import Context
     from airflow.sdk.types import TaskInstanceKey
 
-    from facebook_catalog.feed import FeedItem
+    from facebook_catalog.landing_zone import RunRecords
+    from facebook_catalog.operators.s3_feed import S3FeedRead
 
 COMMERCE_MANAGER_URL = "https://business.facebook.com/commerce/catalogs/{catalog_id}/products"
 CATALOG_ID_XCOM_KEY = "facebook_catalog_id"
@@ -69,26 +70,34 @@ class FacebookCatalogItemsBatchOperator(BaseOperator):
     Items come from ``items`` (product dicts with Meta's field names, sent as given) and/or from
     CSV objects in S3 (``s3_bucket`` + ``s3_keys``), which are read through the feed rules
     (normalized, validated; bad rows are rejected with file, line, field, value and reason and
-    the same id keeps its last occurrence). Requests are ``UPDATE`` with ``allow_upsert=true``,
-    split into calls of at most 5,000 items under Meta's payload limit. After posting, the task
-    defers to :class:`FacebookCatalogBatchStatusTrigger` and frees its worker slot while Meta
-    processes the batches; ``deferrable=False`` polls in the worker instead, by the same rules.
+    the same id keeps its last occurrence; a file that cannot be read as a feed is skipped and
+    reported). Requests are ``UPDATE`` with ``allow_upsert=true``, split into calls of at most
+    5,000 items under Meta's payload limit. After posting, the task defers to
+    :class:`FacebookCatalogBatchStatusTrigger` and frees its worker slot while Meta processes the
+    batches; ``deferrable=False`` polls in the worker instead, by the same rules.
 
     The task fails, naming handles and sample errors, when a batch ends ``error`` or
     ``canceled``, when Meta has not finished by ``timeout``, or when the share of items Meta
     rejected exceeds ``max_error_ratio``. It returns a small summary (never the items) to XCom.
 
+    With ``records_bucket`` set, the run is recorded under ``runs/<run id>/`` there: every
+    payload exactly as sent, the rejected rows (CSV) and ``report.json`` (see docs/report.md),
+    written on success and on failure.
+
     :param items: product dicts (templated).
     :param s3_bucket: bucket of the CSV objects (templated).
     :param s3_keys: keys of CSV or gzip CSV objects, read in order; later rows win (templated).
-    :param aws_conn_id: Airflow AWS connection used to read S3.
+    :param aws_conn_id: Airflow AWS connection used for S3.
     :param facebook_catalog_conn_id: Airflow connection of type ``facebook_catalog``.
     :param catalog_id: overrides the connection's ``catalog_id`` extra (templated).
-    :param poll_interval: seconds between status polls.
-    :param timeout: how long Meta may take to finish every batch (seconds or timedelta).
-    :param max_error_ratio: share of sent items Meta may reject before the task fails (0 = none).
-    :param default_currency: ISO 4217 code for CSV prices given without one.
-    :param default_condition: ``condition`` for CSV rows without one.
+    :param poll_interval: seconds between status polls (templated).
+    :param timeout: how long Meta may take to finish every batch: seconds or a timedelta (templated).
+    :param max_error_ratio: share of sent items Meta may reject before the task fails; 0 means
+        any rejected item fails the task (templated).
+    :param default_currency: ISO 4217 code for CSV prices given without one (templated).
+    :param default_condition: ``condition`` for CSV rows without one (templated).
+    :param records_bucket: bucket for the run's records; None records nothing (templated).
+    :param records_prefix: prefix of the run folders in ``records_bucket``.
     :param max_requests_per_call: at most 5,000 (Meta's limit).
     :param max_payload_bytes: byte limit of one call's ``requests`` field.
     :param graph_api_retry_policy: how Graph API calls retry transient errors and throttling.
@@ -102,6 +111,14 @@ class FacebookCatalogItemsBatchOperator(BaseOperator):
         "catalog_id",
         "facebook_catalog_conn_id",
         "aws_conn_id",
+        "poll_interval",
+        "timeout",
+        "max_error_ratio",
+        "default_currency",
+        "default_condition",
+        "records_bucket",
+        "records_prefix",
+        "graph_api_retry_policy",
     )
     template_fields_renderers = {"items": "json"}
     operator_extra_links = (FacebookCatalogLink(),)
@@ -116,22 +133,20 @@ class FacebookCatalogItemsBatchOperator(BaseOperator):
         aws_conn_id: str | None = "aws_default",
         facebook_catalog_conn_id: str = DEFAULT_CONN_ID,
         catalog_id: str | None = None,
-        poll_interval: float = DEFAULT_POLL_INTERVAL,
-        timeout: float | timedelta = DEFAULT_TIMEOUT,
-        max_error_ratio: float = 0.0,
+        poll_interval: float | str = DEFAULT_POLL_INTERVAL,
+        timeout: float | str | timedelta = DEFAULT_TIMEOUT,
+        max_error_ratio: float | str = 0.0,
         default_currency: str = "IQD",
         default_condition: str = "new",
+        records_bucket: str | None = None,
+        records_prefix: str = "runs/",
         max_requests_per_call: int = MAX_REQUESTS_PER_CALL,
         max_payload_bytes: int = MAX_PAYLOAD_BYTES,
-        graph_api_retry_policy: GraphApiRetryPolicy | None = None,
+        graph_api_retry_policy: GraphApiRetryPolicy | Mapping[str, Any] | str | None = None,
         deferrable: bool = True,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        if not 0.0 <= max_error_ratio <= 1.0:
-            raise ValueError(f"max_error_ratio must be between 0 and 1, not {max_error_ratio}")
-        if poll_interval <= 0:
-            raise ValueError(f"poll_interval must be positive, not {poll_interval}")
         self.items = items
         self.s3_bucket = s3_bucket
         self.s3_keys = s3_keys
@@ -139,132 +154,207 @@ class FacebookCatalogItemsBatchOperator(BaseOperator):
         self.facebook_catalog_conn_id = facebook_catalog_conn_id
         self.catalog_id = catalog_id
         self.poll_interval = poll_interval
-        self.timeout = timeout if isinstance(timeout, timedelta) else timedelta(seconds=timeout)
+        self.timeout = timeout
         self.max_error_ratio = max_error_ratio
         self.default_currency = default_currency
         self.default_condition = default_condition
+        self.records_bucket = records_bucket
+        self.records_prefix = records_prefix
         self.max_requests_per_call = max_requests_per_call
         self.max_payload_bytes = max_payload_bytes
-        self.graph_api_retry_policy = graph_api_retry_policy or GraphApiRetryPolicy()
+        self.graph_api_retry_policy = graph_api_retry_policy
         self.deferrable = deferrable
+        if not _is_template(poll_interval, timeout, max_error_ratio):
+            self._validated_settings()
+
+    # ------------------------------------------------------------------ settings
+    @property
+    def retry_policy_for_calls(self) -> GraphApiRetryPolicy:
+        """The Graph API retry policy, given as a policy, a dict of its fields, or nothing."""
+        policy = self.graph_api_retry_policy
+        if isinstance(policy, GraphApiRetryPolicy):
+            return policy
+        if isinstance(policy, Mapping):
+            fields: dict[str, Any] = {k: float(v) if isinstance(v, str) else v for k, v in policy.items()}
+            return GraphApiRetryPolicy(**fields)
+        if policy:
+            raise ValueError(
+                f"graph_api_retry_policy must be a GraphApiRetryPolicy or a dict, not {policy!r}"
+            )
+        return GraphApiRetryPolicy()
+
+    def _validated_settings(self) -> tuple[float, timedelta, float]:
+        """Numeric settings may arrive as rendered template strings; check them once, clearly."""
+        poll_interval = _as_number(self.poll_interval, "poll_interval")
+        if poll_interval <= 0:
+            raise ValueError(f"poll_interval must be positive, not {self.poll_interval!r}")
+        timeout = (
+            self.timeout
+            if isinstance(self.timeout, timedelta)
+            else timedelta(seconds=_as_number(self.timeout, "timeout"))
+        )
+        if timeout.total_seconds() <= 0:
+            raise ValueError(f"timeout must be positive, not {self.timeout!r}")
+        max_error_ratio = _as_number(self.max_error_ratio, "max_error_ratio")
+        if not 0.0 <= max_error_ratio <= 1.0:
+            raise ValueError(f"max_error_ratio must be between 0 and 1, not {self.max_error_ratio!r}")
+        return poll_interval, timeout, max_error_ratio
 
     # ------------------------------------------------------------------ execute
     def execute(self, context: Context) -> dict[str, Any]:
+        poll_interval, timeout, _ = self._validated_settings()
+        started = _now()
         hook = self._hook()
         settings = hook.settings
         context["ti"].xcom_push(key=CATALOG_ID_XCOM_KEY, value=settings.catalog_id)
-        submitted = self._post_batches(hook, self._item_requests())
+        records = self._records(context)
+        submitted: dict[str, Any] = {"catalog_id": settings.catalog_id, "started_at": started.isoformat()}
+        try:
+            feed = self._read_feed()
+            submitted.update(self._feed_summary(feed, records))
+            submitted["seconds_reading"] = round((_now() - started).total_seconds(), 3)
+            posting_started = _now()
+            submitted.update(self._post_batches(hook, self._item_requests(feed), records))
+            submitted["posted_at"] = _now().isoformat()
+            submitted["seconds_posting"] = round((_now() - posting_started).total_seconds(), 3)
+        except Exception as error:
+            self._write_report(context, submitted, [], failure=str(error))
+            raise
         if submitted["calls"] == 0:
             self.log.info("Nothing to send: no items and no CSV rows. No Graph API call was made.")
-            return self._summary(submitted, batches=[])
+            return self.execute_complete(
+                context, {**batches_success_event(settings.catalog_id, [], []), "submitted": submitted}
+            )
         handles = submitted["handles"]
         if not handles:
             self.log.warning("Meta ingested none of the %d items it was sent.", submitted["items_sent"])
             return self.execute_complete(
                 context, {**batches_success_event(settings.catalog_id, [], []), "submitted": submitted}
             )
-        deadline = time.time() + self.timeout.total_seconds()
+        deadline = time.time() + timeout.total_seconds()
         if not self.deferrable:
-            event = self._poll_synchronously(hook, handles, deadline)
+            event = self._poll_synchronously(hook, handles, deadline, poll_interval)
             return self.execute_complete(context, {**event, "submitted": submitted})
         self.log.info(
             "Posted %d items in %d calls; deferring until Meta finishes handles %s (deadline in %s)",
             submitted["items_sent"],
             submitted["calls"],
             ", ".join(handles),
-            self.timeout,
+            timeout,
         )
         self.defer(
             trigger=FacebookCatalogBatchStatusTrigger(
                 handles=handles,
                 catalog_id=settings.catalog_id,
                 deadline=deadline,
-                poll_interval=self.poll_interval,
+                poll_interval=poll_interval,
                 facebook_catalog_conn_id=self.facebook_catalog_conn_id,
-                retry_policy=self.graph_api_retry_policy.to_dict(),
+                retry_policy=self.retry_policy_for_calls.to_dict(),
                 submitted=submitted,
             ),
             method_name="execute_complete",
-            timeout=self.timeout + DEFERRAL_GRACE,
+            timeout=timeout + DEFERRAL_GRACE,
         )
 
     def _hook(self) -> FacebookCatalogHook:
         return FacebookCatalogHook(
             facebook_catalog_conn_id=self.facebook_catalog_conn_id,
-            catalog_id=self.catalog_id,
-            retry_policy=self.graph_api_retry_policy,
+            catalog_id=self.catalog_id or None,
+            retry_policy=self.retry_policy_for_calls,
         )
 
-    def _item_requests(self) -> Iterator[dict[str, Any]]:
-        for item in self.items or []:
-            yield item_request(item)
-        if self.s3_keys:
-            for feed_item in self._read_s3_items():
-                yield item_request(feed_item.fields)
+    def _s3_hook(self) -> Any:
+        from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 
-    def _read_s3_items(self) -> list[FeedItem]:
-        """Read every CSV object through the feed rules; the same id keeps its last occurrence."""
-        from facebook_catalog.feed import FeedItem, FeedOptions, FeedWarning, deduplicate, read_feed_file
+        return S3Hook(aws_conn_id=self.aws_conn_id)
 
+    def _records(self, context: Context) -> RunRecords | None:
+        if not self.records_bucket:
+            return None
+        from facebook_catalog.landing_zone import RunRecords
+
+        return RunRecords(self._s3_hook(), self.records_bucket, context["run_id"], self.records_prefix)
+
+    def _read_feed(self) -> S3FeedRead | None:
+        keys = [self.s3_keys] if isinstance(self.s3_keys, str) else list(self.s3_keys or [])
+        if not keys:
+            return None
         if not self.s3_bucket:
             raise ValueError("s3_keys was given without s3_bucket")
-        keys = [self.s3_keys] if isinstance(self.s3_keys, str) else list(self.s3_keys or [])
+        from facebook_catalog.feed import FeedOptions
+        from facebook_catalog.operators.s3_feed import read_s3_feed
+
         options = FeedOptions(
             default_currency=self.default_currency, default_condition=self.default_condition
         )
-        items: list[FeedItem] = []
-        rejected = 0
-        for key, path in self._download(self.s3_bucket, keys):
-            for row in read_feed_file(path, source=f"s3://{self.s3_bucket}/{key}", options=options):
-                if isinstance(row, FeedItem):
-                    items.append(row)
-                elif isinstance(row, FeedWarning):
-                    self.log.warning("%s", row.message())
-                else:
-                    rejected += 1
-                    self.log.warning("Rejected: %s", row.message())
-        result = deduplicate(items)
+        feed = read_s3_feed(self._s3_hook(), self.s3_bucket, keys, options)
+        for message in feed.rejected_samples():
+            self.log.warning("Rejected: %s", message)
+        for warning in feed.warnings[:20]:
+            self.log.warning("%s", warning.message())
+        for failed in feed.file_errors:
+            self.log.error(
+                "Not read as a feed: s3://%s/%s: %s", self.s3_bucket, failed["key"], failed["error"]
+            )
+        counts = feed.counts()
         self.log.info(
-            "Read %d good rows from %d objects (%d rejected, %d duplicates dropped)",
-            len(result.items),
+            "Read %d rows from %d objects: %d good items, %d rows rejected, %d duplicates dropped, "
+            "%d files not readable as a feed",
+            counts["rows_read"],
             len(keys),
-            rejected,
-            len(result.duplicates),
+            len(feed.items),
+            counts["rows_rejected"],
+            counts["duplicates_dropped"],
+            counts["files_quarantined"],
         )
-        return result.items
+        return feed
 
-    def _download(self, bucket: str, keys: Iterable[str]) -> Iterator[tuple[str, str]]:
-        """Stream each object to a temporary file (never into memory) and yield its path."""
-        from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+    def _feed_summary(self, feed: S3FeedRead | None, records: RunRecords | None) -> dict[str, Any]:
+        if feed is None:
+            return {"files": [], "counts": {}, "rejected_samples": [], "records": {}}
+        recorded: dict[str, Any] = {}
+        if records is not None and feed.rejections:
+            from io import StringIO
 
-        s3 = S3Hook(aws_conn_id=self.aws_conn_id)
-        with tempfile.TemporaryDirectory(prefix="fb-catalog-") as tmp:
-            for index, key in enumerate(keys):
-                path = os.path.join(tmp, f"{index:05d}")
-                with open(path, "wb") as handle:
-                    s3.get_conn().download_fileobj(bucket, key, handle)
-                yield key, path
-                os.unlink(path)
+            from facebook_catalog.feed import rejected_rows_csv
+
+            text = StringIO()
+            rejected_rows_csv(feed.rejections, text)
+            recorded["rejected_rows"] = records.put_rejected_rows(text.getvalue())
+        return {
+            "files": feed.files,
+            "counts": feed.counts(),
+            "rejected_samples": feed.rejected_samples(),
+            "records": recorded,
+        }
+
+    def _item_requests(self, feed: S3FeedRead | None) -> Iterator[dict[str, Any]]:
+        for item in self.items or []:
+            yield item_request(item)
+        for feed_item in feed.items if feed else []:
+            yield item_request(feed_item.fields)
 
     def _post_batches(
-        self, hook: FacebookCatalogHook, requests: Iterable[Mapping[str, Any]]
+        self, hook: FacebookCatalogHook, requests: Iterable[Mapping[str, Any]], records: RunRecords | None
     ) -> dict[str, Any]:
         calls: list[dict[str, Any]] = []
+        payload_keys: list[str] = []
         for batch in split_requests(
             requests, max_requests=self.max_requests_per_call, max_bytes=self.max_payload_bytes
         ):
             calls.append(self._post_one(hook, batch, len(calls) + 1))
-        handles = [c["handle"] for c in calls if c["handle"]]
+            if records is not None:
+                payload_keys.append(records.put_payload(len(calls), batch.payload))
         return {
-            "catalog_id": hook.settings.catalog_id,
             "calls": len(calls),
             "items_sent": sum(c["request_count"] for c in calls),
             "items_not_ingested": sum(c["request_count"] for c in calls if not c["handle"]),
-            "handles": handles,
+            "handles": [c["handle"] for c in calls if c["handle"]],
             "validation_errors": sum(c["validation_status_count"] for c in calls),
             "validation_samples": [v for c in calls for v in c["validation_status"]][:MAX_SAMPLES_IN_MESSAGE],
             "throttled_retries": hook.throttled_retries,
             "transient_retries": hook.transient_retries,
+            "payloads": payload_keys,
         }
 
     def _post_one(self, hook: FacebookCatalogHook, batch: EncodedBatch, number: int) -> dict[str, Any]:
@@ -280,11 +370,10 @@ class FacebookCatalogItemsBatchOperator(BaseOperator):
         return response.to_dict()
 
     def _poll_synchronously(
-        self, hook: FacebookCatalogHook, handles: list[str], deadline: float
+        self, hook: FacebookCatalogHook, handles: list[str], deadline: float, poll_interval: float
     ) -> dict[str, Any]:
         """The trigger's loop, in the worker: the same statuses, the same events."""
-        from facebook_catalog.hooks.graph_api import BatchStatus
-
+        catalog_id = hook.settings.catalog_id
         final: dict[str, BatchStatus] = {}
         pending = list(handles)
         while True:
@@ -293,13 +382,7 @@ class FacebookCatalogItemsBatchOperator(BaseOperator):
                     status = hook.get_batch_status(handle)
                 except PermanentGraphApiError as error:
                     return batches_error_event(
-                        hook.settings.catalog_id,
-                        handles,
-                        "graph_api_error",
-                        str(error),
-                        final,
-                        pending,
-                        error,
+                        catalog_id, handles, "graph_api_error", str(error), final, pending, error
                     )
                 except GraphApiError as error:
                     self.log.warning("Polling %s failed, will poll again: %s", handle, error)
@@ -308,53 +391,66 @@ class FacebookCatalogItemsBatchOperator(BaseOperator):
                     final[handle] = status
             pending = [h for h in pending if h not in final]
             if not pending:
-                return batches_success_event(hook.settings.catalog_id, handles, [final[h] for h in handles])
+                return batches_success_event(catalog_id, handles, [final[h] for h in handles])
             remaining = deadline - time.time()
             if remaining <= 0:
                 message = (
                     f"Meta did not finish {len(pending)} of {len(handles)} batches before the deadline; "
                     f"still pending: {', '.join(pending)}"
                 )
-                return batches_error_event(
-                    hook.settings.catalog_id, handles, "deadline", message, final, pending, None
-                )
-            time.sleep(min(self.poll_interval, remaining))
+                return batches_error_event(catalog_id, handles, "deadline", message, final, pending, None)
+            time.sleep(min(poll_interval, remaining))
 
     # ------------------------------------------------------------------ completion
     def execute_complete(self, context: Context, event: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
-        """Turn the trigger's event into the task's outcome."""
+        """Turn the trigger's event into the task's outcome, and record it."""
+        _, _, max_error_ratio = self._validated_settings()
         submitted = event.get("submitted") or {}
         batches = event.get("batches") or []
+        summary = self._summary(submitted, batches, event)
+        failure = self._failure(event, batches, summary, max_error_ratio)
+        report_key = self._write_report(context, submitted, batches, failure=failure, event=event)
+        if report_key:
+            summary["report"] = f"s3://{self.records_bucket}/{report_key}"
+        if failure:
+            raise FacebookCatalogBatchError(failure)
+        self.log.info(
+            "Meta finished %d batches: %d items sent, %d rejected, %d warnings",
+            len(batches),
+            summary["items_sent"],
+            summary["items_rejected_by_meta"],
+            summary["warnings_total_count"],
+        )
+        return summary
+
+    def _failure(
+        self,
+        event: dict[str, Any],
+        batches: list[dict[str, Any]],
+        summary: dict[str, Any],
+        max_error_ratio: float,
+    ) -> str | None:
         if event.get("status") != "success":
-            raise FacebookCatalogBatchError(
-                f"Waiting for Meta failed ({event.get('reason')}): {event.get('message')}"
-                + _samples_text(batches)
+            return f"Waiting for Meta failed ({event.get('reason')}): {event.get('message')}" + _samples_text(
+                batches
             )
         failed = [b for b in batches if b["status"] in ("error", "canceled")]
         if failed:
-            raise FacebookCatalogBatchError(
+            return (
                 f"{len(failed)} of {len(batches)} batches did not complete: "
                 + ", ".join(f"{b['handle']} ended {b['status']!r}" for b in failed)
                 + ". Items of these batches may not have been applied; the next run sends them again."
                 + _samples_text(failed)
             )
-        summary = self._summary(submitted, batches, event)
         items_sent = summary["items_sent"]
         rejected = summary["items_rejected_by_meta"]
-        if items_sent and rejected / items_sent > self.max_error_ratio:
-            raise FacebookCatalogBatchError(
+        if items_sent and rejected / items_sent > max_error_ratio:
+            return (
                 f"Meta rejected {rejected} of {items_sent} items ({rejected / items_sent:.2%}), more than "
-                f"max_error_ratio={self.max_error_ratio:.2%}. Handles: {', '.join(summary['handles'])}."
+                f"max_error_ratio={max_error_ratio:.2%}. Handles: {', '.join(summary['handles'])}."
                 + _samples_text(batches)
             )
-        self.log.info(
-            "Meta finished %d batches: %d items sent, %d rejected, %d warnings",
-            len(batches),
-            items_sent,
-            rejected,
-            summary["warnings_total_count"],
-        )
-        return summary
+        return None
 
     def resume_execution(self, next_method: str, next_kwargs: dict[str, Any] | None, context: Context) -> Any:
         try:
@@ -364,10 +460,12 @@ class FacebookCatalogItemsBatchOperator(BaseOperator):
         except Exception as exc:
             if next_method != "__fail__":
                 raise
-            raise FacebookCatalogBatchError(
+            failure = (
                 f"The wait for Meta's batches ended without an answer from the trigger ({exc}). Meta "
                 "accepted the items_batch calls; nothing is archived and the next run sends them again."
-            ) from exc
+            )
+            self._write_report(context, {}, [], failure=failure)
+            raise FacebookCatalogBatchError(failure) from exc
 
     def _summary(
         self, submitted: dict[str, Any], batches: list[dict[str, Any]], event: dict[str, Any] | None = None
@@ -386,7 +484,38 @@ class FacebookCatalogItemsBatchOperator(BaseOperator):
             "invalid_item_ids": [i for b in batches for i in b.get("ids_of_invalid_requests") or []][:100],
             "throttled_retries": int(submitted.get("throttled_retries") or 0)
             + int((event or {}).get("throttled_retries") or 0),
+            "files": submitted.get("files", []),
+            "counts": submitted.get("counts", {}),
         }
+
+    def _write_report(
+        self,
+        context: Context,
+        submitted: dict[str, Any],
+        batches: list[dict[str, Any]],
+        *,
+        failure: str | None,
+        event: dict[str, Any] | None = None,
+    ) -> str | None:
+        """Record the run's outcome; a failure to record is logged, never hides the outcome."""
+        records = self._records(context)
+        if records is None:
+            return None
+        report = build_report(
+            dag_id=context["ti"].dag_id,
+            run_id=context["run_id"],
+            submitted=submitted,
+            batches=batches,
+            event=event or {},
+            failure=failure,
+            finished_at=_now(),
+            report_key=records.key("report.json"),
+        )
+        try:
+            return records.put_report(report)
+        except Exception:
+            self.log.exception("Could not write the run report to s3://%s", self.records_bucket)
+            return None
 
 
 def _samples_text(batches: list[dict[str, Any]]) -> str:
@@ -396,3 +525,18 @@ def _samples_text(batches: list[dict[str, Any]]) -> str:
         for e in b.get("errors") or []
     ][:MAX_SAMPLES_IN_MESSAGE]
     return (" Sample errors: " + "; ".join(samples)) if samples else ""
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _is_template(*values: Any) -> bool:
+    return any(isinstance(v, str) and "{{" in v for v in values)
+
+
+def _as_number(value: Any, name: str) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a number, not {value!r}") from None

@@ -1,0 +1,202 @@
+"""
+### Facebook catalog sync (hourly)
+
+Keeps the Meta (Facebook) product catalog in sync with the products that changed in the last
+hour, as delivered to the S3 landing zone (`landing/`) as CSV or gzip CSV files.
+
+1. **snapshot_landing**: repairs what a crashed run left half-archived, then takes the list of
+   files under `landing/` (oldest first, so later files win). No files: the run stops here and
+   makes no Graph API call.
+2. **sync_catalog**: reads exactly those files through the feed rules (bad rows are rejected with
+   file, line, field, value and reason; duplicates keep the last occurrence), upserts the good
+   rows with `items_batch` (≤ 5,000 per call), then *defers*: the worker slot is free while Meta
+   processes the batches and the triggerer polls `check_batch_request_status`. Everything sent,
+   every rejected row and a `report.json` go to `runs/<run id>/` in the synced-products bucket.
+3. **archive_snapshot**: only after the sync succeeded, moves exactly the snapshot's files to
+   `archive/` (copy, verify, delete). Files that arrived during the run stay for the next run.
+   Files that could not be read as a feed move to `quarantine/` with an error report beside
+   them, and the run then fails so someone looks.
+4. **publish_run_summary** (a teardown): always runs; logs one JSON summary line of the report.
+
+Settings come from the run's params, else Airflow Variables `facebook_catalog_<name>`, else the
+defaults listed in the README. Set `FACEBOOK_CATALOG_SYNC_SCHEDULE=asset` in the environment to run
+on the ingestion DAG's landing Asset instead of hourly.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from datetime import datetime, timedelta
+from typing import Any
+
+from airflow.providers.common.compat.sdk import AirflowFailException, AirflowSkipException
+from airflow.sdk import DAG, Param, Variable, get_current_context, task, teardown
+
+from facebook_catalog.operators.items_batch import FacebookCatalogItemsBatchOperator
+from facebook_catalog.sync_settings import SYNC_SETTINGS, resolve_sync_settings
+
+log = logging.getLogger(__name__)
+
+DAG_ID = "facebook_catalog_sync"
+SNAPSHOT_TASK = "snapshot_landing"
+SYNC_TASK = "sync_catalog"
+
+
+def _setting(name: str) -> str:
+    """A template that reads a resolved setting from the snapshot task's XCom."""
+    return "{{ ti.xcom_pull(task_ids='" + SNAPSHOT_TASK + "')['settings']['" + name + "'] }}"
+
+
+def _schedule() -> Any:
+    if os.environ.get("FACEBOOK_CATALOG_SYNC_SCHEDULE", "hourly").strip().lower() == "asset":
+        from facebook_catalog.assets import landing_asset
+
+        return [landing_asset(os.environ.get("FACEBOOK_CATALOG_LANDING_BUCKET", "facebook-catalog-landing"))]
+    return "@hourly"
+
+
+def _landing_zone(settings: dict[str, Any]) -> Any:
+    from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+
+    from facebook_catalog.landing_zone import LandingZone
+
+    return LandingZone(
+        S3Hook(aws_conn_id=settings["aws_conn_id"]),
+        settings["landing_bucket"],
+        landing_prefix=settings["landing_prefix"],
+        archive_prefix=settings["archive_prefix"],
+        quarantine_prefix=settings["quarantine_prefix"],
+    )
+
+
+with DAG(
+    dag_id=DAG_ID,
+    schedule=_schedule(),
+    start_date=datetime(2025, 1, 1),
+    catchup=False,
+    max_active_runs=1,
+    render_template_as_native_obj=True,
+    default_args={
+        "retries": int(os.environ.get("FACEBOOK_CATALOG_SYNC_RETRIES", "2")),
+        "retry_delay": timedelta(minutes=5),
+        "retry_exponential_backoff": True,
+        "max_retry_delay": timedelta(minutes=20),
+    },
+    params={
+        setting.name: Param(None, type=["null", "string", "number"], description=setting.description)
+        for setting in SYNC_SETTINGS
+    },
+    doc_md=__doc__,
+    tags=["facebook_catalog"],
+) as dag:
+
+    @task(task_id=SNAPSHOT_TASK)
+    def snapshot_landing(params: dict[str, Any] | None = None) -> dict[str, Any]:
+        settings = resolve_sync_settings(params or {}, lambda key: Variable.get(key, default=None))
+        zone = _landing_zone(settings)
+        repaired = zone.repair()
+        if repaired.deleted:
+            log.warning(
+                "Repaired a crashed run: removed already-archived files from landing: %s", repaired.deleted
+            )
+        objects = zone.snapshot()
+        where = f"s3://{settings['landing_bucket']}/{settings['landing_prefix']}"
+        if not objects:
+            raise AirflowSkipException(
+                f"Nothing to sync: no files under {where}. No Graph API call was made."
+            )
+        log.info("Snapshot of %s: %d files: %s", where, len(objects), [o.key for o in objects])
+        return {
+            "settings": settings,
+            "objects": [o.to_dict() for o in objects],
+            "keys": [o.key for o in objects],
+        }
+
+    snapshot = snapshot_landing()
+
+    sync = FacebookCatalogItemsBatchOperator(
+        task_id=SYNC_TASK,
+        s3_bucket=_setting("landing_bucket"),
+        s3_keys="{{ ti.xcom_pull(task_ids='" + SNAPSHOT_TASK + "')['keys'] }}",
+        aws_conn_id=_setting("aws_conn_id"),
+        facebook_catalog_conn_id=_setting("conn_id"),
+        catalog_id=_setting("catalog_id"),
+        poll_interval=_setting("poll_interval"),
+        timeout="{{ ti.xcom_pull(task_ids='" + SNAPSHOT_TASK + "')['settings']['timeout_minutes'] * 60 }}",
+        max_error_ratio=_setting("max_error_ratio"),
+        default_currency=_setting("default_currency"),
+        default_condition=_setting("default_condition"),
+        records_bucket=_setting("synced_bucket"),
+        records_prefix=_setting("runs_prefix"),
+        graph_api_retry_policy=(
+            "{{ {'backoff_base': ti.xcom_pull(task_ids='"
+            + SNAPSHOT_TASK
+            + "')['settings']['retry_backoff_seconds'],"
+            " 'max_throttle_wait': ti.xcom_pull(task_ids='" + SNAPSHOT_TASK + "')['settings']"
+            "['max_throttle_wait_seconds']} }}"
+        ),
+    )
+
+    @task
+    def archive_snapshot(snapshot: dict[str, Any], summary: dict[str, Any]) -> dict[str, Any]:
+        from facebook_catalog.landing_zone import LandingObject
+
+        settings = snapshot["settings"]
+        zone = _landing_zone(settings)
+        errors = {f["key"]: f["error"] for f in summary.get("files") or [] if f.get("error")}
+        objects = [LandingObject.from_dict(o) for o in snapshot["objects"]]
+        quarantined = {o.key: zone.quarantine(o, errors[o.key]) for o in objects if o.key in errors}
+        result = zone.archive([o for o in objects if o.key not in errors])
+        log.info("Archived %d files: %s", len(result.archived), result.archived)
+        if result.left_in_landing:
+            log.info("Left in landing for the next run (changed during this run): %s", result.left_in_landing)
+        if quarantined:
+            lines = [f"{key} -> {target}: {errors[key]}" for key, target in quarantined.items()]
+            raise AirflowFailException(
+                f"{len(quarantined)} files could not be read as a feed and were moved to quarantine "
+                "(the other files were synced and archived):\n" + "\n".join(lines)
+            )
+        return {"archived": result.archived, "left_in_landing": result.left_in_landing}
+
+    @teardown
+    def publish_run_summary() -> dict[str, Any] | None:
+        """One JSON line per run for CloudWatch Logs Insights (see docs/operations.md).
+
+        A teardown: it runs whatever happened upstream, and its own success never hides a failed
+        sync in the run's state.
+        """
+        context = get_current_context()
+        snapshot = context["ti"].xcom_pull(task_ids=SNAPSHOT_TASK)
+        if not snapshot:
+            log.info(json.dumps({"event": "facebook_catalog_sync_summary", "status": "nothing_to_sync"}))
+            return None
+        from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+
+        from facebook_catalog.landing_zone import RunRecords
+
+        settings = snapshot["settings"]
+        hook = S3Hook(aws_conn_id=settings["aws_conn_id"])
+        records = RunRecords(hook, settings["synced_bucket"], context["run_id"], settings["runs_prefix"])
+        if not hook.check_for_key(records.key("report.json"), settings["synced_bucket"]):
+            log.info(json.dumps({"event": "facebook_catalog_sync_summary", "status": "no_report"}))
+            return None
+        report: dict[str, Any] = json.loads(
+            hook.read_key(records.key("report.json"), settings["synced_bucket"])
+        )
+        line = {
+            "event": "facebook_catalog_sync_summary",
+            "dag_id": report["dag_id"],
+            "run_id": report["run_id"],
+            "catalog_id": report["catalog_id"],
+            "status": report["status"],
+            **report["counts"],
+            "seconds_total": report["timings"]["seconds_total"],
+            "report": records.uri("report.json"),
+        }
+        log.info(json.dumps(line, ensure_ascii=False))
+        return line
+
+    archived = archive_snapshot(snapshot, sync.output)  # type: ignore[arg-type]
+    snapshot >> sync >> archived >> publish_run_summary()
