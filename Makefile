@@ -33,7 +33,7 @@ test: venv lint
 	$(BIN)/pytest -q -p no:cacheprovider
 
 demo: venv
-	$(BIN)/python -m facebook_catalog.demo
+	$(BIN)/python scripts/demo.py
 
 emulator: venv
 	$(BIN)/fb-catalog emulator --port 8765

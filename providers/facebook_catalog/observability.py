@@ -114,7 +114,7 @@ _CREDENTIAL_ASSIGNMENT = re.compile(
 )
 _BEARER = re.compile(r"(?i)\b(bearer\s+)[A-Za-z0-9._~+/=-]+")
 # Meta user, page and system-user access tokens start with "EAA" and are long base62 strings.
-_META_TOKEN = re.compile(r"\bEAA[A-Za-z0-9]{20,}")
+_META_TOKEN = re.compile(r"(?<![A-Za-z0-9])EAA[A-Za-z0-9]{20,}")
 
 
 def scrub_secrets(text: str) -> str:

@@ -167,6 +167,9 @@ class ProcessManager:
             self._procs[name] = proc
             return proc
 
+    def names(self) -> list[str]:
+        return list(self._procs)
+
     def __getitem__(self, name: str) -> ManagedProcess:
         return self._procs[name]
 
@@ -413,6 +416,16 @@ class AirflowCluster:
                 f"{result.stderr[-3000:]}"
             )
         return result.stdout
+
+    def check_alive(self, *, except_: tuple[str, ...] = ()) -> bool:
+        """Abort the test at once, with the log's tail, when a process it relies on has exited."""
+        for name in self.processes.names():
+            if name in except_:
+                continue
+            proc = self.processes[name]
+            if not proc.alive():
+                raise Abort(f"{name} exited with {proc.popen.returncode}:\n{self.processes.tail(name, 80)}")
+        return True
 
     def start_triggerer(self) -> ManagedProcess:
         return self.processes.start("triggerer", [AIRFLOW, "triggerer"], self.env)
@@ -738,7 +751,11 @@ def _start_cluster(
 
     wait_for("the moto S3 server", lambda: http_ok(f"{s3_endpoint}/moto-api/"), 60)
     wait_for("the Graph API emulator", lambda: http_ok(f"{emulator_url}/_emulator/health"), 60)
-    wait_for("the api-server", lambda: http_ok(f"{api_url}/api/v2/monitor/health"), 120)
+    wait_for(
+        "the api-server",
+        lambda: cluster.check_alive() and http_ok(f"{api_url}/api/v2/monitor/health"),
+        120,
+    )
     s3 = cluster.s3()
     for bucket in (LANDING_BUCKET, SYNCED_BUCKET):
         s3.create_bucket(Bucket=bucket)

@@ -38,6 +38,7 @@ SYNC_DAG_ID = "facebook_catalog_sync"
 SYNC_TASK_ID = "sync_catalog"  # the deferrable task; no other task name of the DAG is relied on
 PROBE_DAG_ID = "e2e_worker_slot_probe"
 PROBE_TASK_ID = "occupy_worker_slot"
+PROBE_RUN_ID = "probe-while-sync-is-deferred"
 HEADER = "id,title,description,link,image_link,availability,price,brand\n"
 # Two landing files, 7,500 products: two items_batch calls (5,000 + 2,500).
 LANDING_FILES = {
@@ -77,13 +78,22 @@ def intervals(transitions: list[Transition], state: str, until: float) -> list[t
     return spans
 
 
-def sync_state(cluster: AirflowCluster, run_id: str) -> str | None:
+def sync_state(cluster: AirflowCluster, run_id: str, *, triggerer_down: bool = False) -> str | None:
+    cluster.check_alive(except_=("triggerer",) if triggerer_down else ())
     tis = cluster.task_instances(SYNC_DAG_ID, run_id)
     failed = {task: ti["state"] for task, ti in tis.items() if ti["state"] in FAILED_STATES}
     if failed:
         raise Abort(f"the sync run failed: {failed}")
     ti = tis.get(SYNC_TASK_ID)
     return ti["state"] if ti else None
+
+
+def probe_state(cluster: AirflowCluster) -> str | None:
+    cluster.check_alive(except_=("triggerer",))
+    state = cluster.ti_state(PROBE_DAG_ID, PROBE_RUN_ID, PROBE_TASK_ID)
+    if state in FAILED_STATES:
+        raise Abort(f"the probe task ended {state}")
+    return state
 
 
 @pytest.mark.parametrize("airflow_cluster", ["celery", "local"], indirect=True)
@@ -94,7 +104,9 @@ def test_sync_defers_frees_the_worker_slot_and_survives_a_triggerer_crash(
     began = time.time()
     land_products(cluster)
     wait_for(
-        "the DAG processor to parse the DAGs", lambda: {SYNC_DAG_ID, PROBE_DAG_ID} <= cluster.dag_ids(), 180
+        "the DAG processor to parse the DAGs",
+        lambda: cluster.check_alive() and {SYNC_DAG_ID, PROBE_DAG_ID} <= cluster.dag_ids(),
+        180,
     )
 
     # Unpausing the hourly DAG makes the scheduler start its latest interval's run.
@@ -102,7 +114,7 @@ def test_sync_defers_frees_the_worker_slot_and_survives_a_triggerer_crash(
     cluster.cli("dags", "unpause", SYNC_DAG_ID)
     run_id: str = wait_for(
         "the scheduler to create a sync run",
-        lambda: next((r["run_id"] for r in cluster.dag_runs(SYNC_DAG_ID)), None),
+        lambda: cluster.check_alive() and next((r["run_id"] for r in cluster.dag_runs(SYNC_DAG_ID)), None),
         120,
     )
 
@@ -113,7 +125,7 @@ def test_sync_defers_frees_the_worker_slot_and_survives_a_triggerer_crash(
     assert [c["record_count"] for c in posts_before_crash] == [5_000, 2_500]
 
     # 2. With its one slot free, the worker runs another DAG's task while sync_catalog waits.
-    cluster.cli("dags", "trigger", PROBE_DAG_ID, "--run-id", "probe-while-sync-is-deferred")
+    cluster.cli("dags", "trigger", PROBE_DAG_ID, "--run-id", PROBE_RUN_ID)
 
     # 3. The triggerer polls Meta for the batch status ... and is killed mid-poll.
     wait_for(
@@ -127,23 +139,16 @@ def test_sync_defers_frees_the_worker_slot_and_survives_a_triggerer_crash(
     killed_at = time.time()
     assert not killed_triggerer.alive()
     assert killed_triggerer.popen.returncode == -signal.SIGKILL
-    assert sync_state(cluster, run_id) == "deferred"
+    assert sync_state(cluster, run_id, triggerer_down=True) == "deferred"
 
-    probe_run = "probe-while-sync-is-deferred"
     wait_for(
         "the probe task to finish on the free worker slot",
-        lambda: (
-            cluster.ti_state(PROBE_DAG_ID, probe_run, PROBE_TASK_ID) == "success"
-            or (
-                cluster.ti_state(PROBE_DAG_ID, probe_run, PROBE_TASK_ID) in FAILED_STATES
-                and _abort("probe failed")
-            )
-        ),
+        lambda: probe_state(cluster) == "success",
         150,
     )
     # With no triggerer alive, nothing polls Meta and the task is still deferred.
     assert calls_since(cluster, "check_batch_request_status", killed_at + 1) == []
-    assert sync_state(cluster, run_id) == "deferred"
+    assert sync_state(cluster, run_id, triggerer_down=True) == "deferred"
 
     # 4. A new triggerer takes the trigger over (re-created from its serialized kwargs).
     restarted_at = time.time()
@@ -189,7 +194,7 @@ def test_sync_defers_frees_the_worker_slot_and_survives_a_triggerer_crash(
     assert len(running) == 2, timeline  # before the deferral and after the resume
 
     # The probe ran start to finish on the slot while sync_catalog was deferred.
-    probe = cluster.task_instances(PROBE_DAG_ID, probe_run)[PROBE_TASK_ID]
+    probe = cluster.task_instances(PROBE_DAG_ID, PROBE_RUN_ID)[PROBE_TASK_ID]
     assert (
         deferred_from - 1
         <= probe["start_date"].timestamp()
@@ -232,7 +237,3 @@ def test_sync_defers_frees_the_worker_slot_and_survives_a_triggerer_crash(
         f"{(probe['end_date'] - probe['start_date']).total_seconds():.1f} s inside the deferral; "
         f"scenario {finished - began:.1f} s"
     )
-
-
-def _abort(message: str) -> bool:
-    raise Abort(message)
