@@ -85,7 +85,9 @@ with DAG(
         "max_retry_delay": timedelta(minutes=20),
     },
     params={
-        setting.name: Param(None, type=["null", "string", "number"], description=setting.description)
+        setting.name: Param(
+            None, type=["null", "string", "number", "boolean"], description=setting.description
+        )
         for setting in SYNC_SETTINGS
     },
     doc_md=__doc__,
@@ -130,6 +132,7 @@ with DAG(
         default_condition=_setting("default_condition"),
         records_bucket=_setting("synced_bucket"),
         records_prefix=_setting("runs_prefix"),
+        full_sync=_setting("full_sync"),
         graph_api_retry_policy=(
             "{{ {'backoff_base': ti.xcom_pull(task_ids='"
             + SNAPSHOT_TASK

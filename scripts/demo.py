@@ -71,7 +71,9 @@ def product(i: int, rng: random.Random) -> dict[str, str]:
     return {
         "id": f"MW-{i:05d}",
         "title": f"{name} {i}",
-        "description": ("منتج عالي الجودة، توصيل سريع" if arabic else "Quality product, fast delivery, easy returns"),
+        "description": (
+            "منتج عالي الجودة، توصيل سريع" if arabic else "Quality product, fast delivery, easy returns"
+        ),
         "link": f"https://shop.example.iq/p/{i}",
         "image_link": f"https://cdn.example.iq/p/{i}.jpg",
         "availability": rng.choice(["in stock", "in_stock", "out of stock", "In Stock"]),
@@ -161,7 +163,12 @@ def main() -> int:
 
 def run_demo(endpoint: str, emulator: Any) -> int:
     os.environ["AIRFLOW_CONN_FACEBOOK_CATALOG_DEFAULT"] = json.dumps(
-        {"conn_type": "facebook_catalog", "host": emulator.url, "password": TOKEN, "extra": {"catalog_id": CATALOG_ID}}
+        {
+            "conn_type": "facebook_catalog",
+            "host": emulator.url,
+            "password": TOKEN,
+            "extra": {"catalog_id": CATALOG_ID},
+        }
     )
     for name, value in {
         "landing_bucket": LANDING_BUCKET,
@@ -182,7 +189,10 @@ def run_demo(endpoint: str, emulator: Any) -> int:
     body, broken, duplicates = landing_file()
     landing_key = "landing/2026/11/26/products-10-00.csv.gz"
     client.put_object(Bucket=LANDING_BUCKET, Key=landing_key, Body=body)
-    say(f"S3 (moto) at {endpoint}; Graph API emulator at {emulator.url} (processing takes {PROCESSING_SECONDS:.0f} s)")
+    say(
+        f"S3 (moto) at {endpoint}; Graph API emulator at {emulator.url} "
+        f"(processing takes {PROCESSING_SECONDS:.0f} s)"
+    )
     say(
         f"Landing file s3://{LANDING_BUCKET}/{landing_key}: 5,000 products plus {duplicates} re-sent "
         f"duplicates, {broken} deliberately broken rows"
@@ -233,7 +243,9 @@ def run_demo(endpoint: str, emulator: Any) -> int:
     )
     catalog = emulator.items(CATALOG_ID)
     say(f"  items now in the catalog (emulator): {len(catalog):,}")
-    sample = next(iter(v for v in catalog.values() if any("\u0600" <= ch <= "\u06ff" for ch in v["title"])), None)
+    sample = next(
+        iter(v for v in catalog.values() if any("\u0600" <= ch <= "\u06ff" for ch in v["title"])), None
+    )
     if sample:
         say(f"  e.g. {json.dumps(sample, ensure_ascii=False)}")
     archived = s3.list_keys(LANDING_BUCKET, prefix="archive/") or []

@@ -606,10 +606,49 @@ class RunRecords:
         body = json.dumps(report, indent=2, ensure_ascii=False).encode("utf-8")
         return self._put("report.json", body, "application/json; charset=utf-8")
 
+    def put_sent_hashes(self, data: bytes) -> str:
+        """The (id hash, content hash) of every item sent, for change detection after Meta answers."""
+        return self._put("sent_item_hashes.bin", data, "application/octet-stream")
+
+    def get(self, name: str) -> bytes | None:
+        """A record of this run, or None when it was never written."""
+        return read_object_or_none(self.s3_hook, self.bucket, self.key(name))
+
     def _put(self, name: str, body: bytes, content_type: str) -> str:
         key = self.key(name)
         self.s3_hook.get_conn().put_object(Bucket=self.bucket, Key=key, Body=body, ContentType=content_type)
         return key
+
+
+def read_object_or_none(s3_hook: S3Hook, bucket: str, key: str) -> bytes | None:
+    """An object's bytes, or None when there is no such key (any other error is raised)."""
+    try:
+        body: bytes = s3_hook.get_conn().get_object(Bucket=bucket, Key=key)["Body"].read()
+    except ClientError as error:
+        if _error_code(error) in ("NoSuchKey", "404", "NotFound"):
+            return None
+        raise
+    return body
+
+
+class ItemHashStore:
+    """Change-detection state of one catalog: ``state/<catalog id>/item_hashes.bin`` in the
+    synced-products bucket. One PUT replaces it whole, so a reader sees the old or the new state,
+    never a mix; runs of the sync DAG never overlap (max_active_runs=1)."""
+
+    def __init__(self, s3_hook: S3Hook, bucket: str, catalog_id: str, state_prefix: str = "state/") -> None:
+        self.s3_hook = s3_hook
+        self.bucket = bucket
+        self.key = f"{_normalize_prefix(state_prefix, 'state_prefix')}{catalog_id}/item_hashes.bin"
+
+    def load(self) -> bytes | None:
+        return read_object_or_none(self.s3_hook, self.bucket, self.key)
+
+    def save(self, data: bytes) -> str:
+        self.s3_hook.get_conn().put_object(
+            Bucket=self.bucket, Key=self.key, Body=data, ContentType="application/octet-stream"
+        )
+        return self.key
 
 
 # -------------------------------------------------------------- lifecycle rules

@@ -36,6 +36,7 @@ def build_report(
         "rows_rejected": int(read_counts.get("rows_rejected") or 0),
         "duplicates_dropped": int(read_counts.get("duplicates_dropped") or 0),
         "items_unchanged": int(read_counts.get("items_unchanged") or 0),
+        "items_confirmed": int(read_counts.get("items_confirmed") or 0),
         "items_sent": int(submitted.get("items_sent") or 0),
         "items_rejected_by_meta": errors_total + int(submitted.get("items_not_ingested") or 0),
         "warnings_from_meta": warnings_total,
@@ -83,6 +84,7 @@ def build_report(
             else None,
             "seconds_total": round((finished_at - started_at).total_seconds(), 3) if started_at else None,
         },
+        "change_detection": submitted.get("change_detection"),
         "records": records,
     }
 

@@ -40,6 +40,7 @@ SYNC_SETTINGS: tuple[SyncSetting, ...] = (
     SyncSetting("timeout_minutes", 120.0, "minutes Meta may take to process every batch"),
     SyncSetting("retry_backoff_seconds", 2.0, "first wait before retrying a transient Graph API error"),
     SyncSetting("max_throttle_wait_seconds", 900.0, "longest wait honoured when Meta throttles"),
+    SyncSetting("full_sync", False, "send every item, even those Meta already has unchanged"),
 )
 
 _KINDS: dict[str, type] = {s.name: type(s.default) for s in SYNC_SETTINGS}
@@ -64,6 +65,11 @@ def resolve_sync_settings(
 
 def _convert(setting: SyncSetting, value: Any) -> Any:
     kind = _KINDS[setting.name]
+    if kind is bool and not isinstance(value, bool):
+        text = str(value).strip().lower()
+        if text not in ("true", "false", "1", "0", "yes", "no"):
+            raise ValueError(f"Setting {setting.name} (Variable {setting.variable}) must be true or false")
+        return text in ("true", "1", "yes")
     try:
         converted = kind(value)
     except (TypeError, ValueError):

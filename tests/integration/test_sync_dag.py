@@ -89,9 +89,14 @@ def read(s3: Any, bucket: str, key: str) -> bytes:
     return s3.hook.get_conn().get_object(Bucket=bucket, Key=key)["Body"].read()
 
 
-def report_of(s3: Any) -> dict[str, Any]:
-    (key,) = [k for k in keys(s3, s3.synced, "runs/") if k.endswith("report.json")]
-    return json.loads(read(s3, s3.synced, key))
+def report_of(s3: Any, run_id: str | None = None) -> dict[str, Any]:
+    reports = [
+        json.loads(read(s3, s3.synced, k)) for k in keys(s3, s3.synced, "runs/") if k.endswith("report.json")
+    ]
+    if run_id is not None:
+        reports = [r for r in reports if r["run_id"] == run_id]
+    (report,) = reports
+    return report
 
 
 def items_batch_calls(emulator: EmulatorServer) -> list[dict[str, Any]]:
@@ -139,6 +144,7 @@ def test_two_files_overlapping_ids_later_values_win_and_both_are_archived(
         "rows_rejected": 1,
         "duplicates_dropped": 1,
         "items_unchanged": 0,
+        "items_confirmed": 4,
         "items_sent": 4,
         "items_rejected_by_meta": 0,
         "warnings_from_meta": 0,
@@ -342,3 +348,55 @@ def test_no_token_or_secret_is_stored_anywhere(
     for where, text in haystacks.items():
         for secret in secrets:
             assert secret not in text, f"a secret was found in {where}"
+
+
+def test_change_detection_sends_only_what_changed_and_retries_what_meta_rejected(
+    sync_env: dict[str, Any], run_dag: Callable[..., DagRunResult], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    s3, emulator = sync_env["buckets"], sync_env["emulator"]
+    monkeypatch.setenv("AIRFLOW_VAR_FACEBOOK_CATALOG_MAX_ERROR_RATIO", "0.5")
+    hour = HEADER + row("p1", "One") + row("p2", "Two") + row("p3", "Three")
+    emulator.set_faults(reject_item_ids=["p3"])  # Meta refuses p3 this hour
+
+    put(s3, "landing/h1.csv", hour)
+    first = run_dag(DAG_ID)
+    assert first.state == "success", first.output[-3000:]
+    assert sorted(emulator.items(CATALOG)) == ["p1", "p2"]
+    report = report_of(s3, first.run_id)
+    assert report["counts"]["items_sent"] == 3
+    assert report["counts"]["items_confirmed"] == 2
+    assert report["invalid_item_ids"] == ["p3"]
+
+    # The same hour again: p1 and p2 are unchanged; p3, which Meta rejected, is sent again.
+    emulator.set_faults()
+    put(s3, "landing/h1-again.csv", hour)
+    second = run_dag(DAG_ID)
+    assert second.state == "success", second.output[-3000:]
+    counts = report_of(s3, second.run_id)["counts"]
+    assert (counts["items_sent"], counts["items_unchanged"], counts["items_confirmed"]) == (1, 2, 1)
+    assert sorted(emulator.items(CATALOG)) == ["p1", "p2", "p3"]
+
+    # Nothing changed at all: zero items sent, no items_batch call.
+    calls_before = len(items_batch_calls(emulator))
+    put(s3, "landing/h2.csv", hour)
+    third = run_dag(DAG_ID)
+    assert third.state == "success"
+    assert len(items_batch_calls(emulator)) == calls_before
+    assert report_of(s3, third.run_id)["counts"]["items_unchanged"] == 3
+    assert keys(s3, s3.landing, "landing/") == []
+
+    # One price changes: exactly one item is sent.
+    put(s3, "landing/h3.csv", HEADER + row("p1", "One") + row("p2", "Two", "99000") + row("p3", "Three"))
+    fourth = run_dag(DAG_ID)
+    assert fourth.state == "success"
+    assert report_of(s3, fourth.run_id)["counts"]["items_sent"] == 1
+    assert emulator.items(CATALOG)["p2"]["price"] == "99000 IQD"
+    (last_call,) = items_batch_calls(emulator)[calls_before:]
+    assert last_call["record_count"] == 1
+
+    # full_sync sends everything regardless.
+    put(s3, "landing/h4.csv", hour)
+    fifth = run_dag(DAG_ID, {"full_sync": True})
+    assert fifth.state == "success"
+    assert report_of(s3, fifth.run_id)["counts"]["items_sent"] == 3
+    assert len(read(s3, s3.synced, f"state/{CATALOG}/item_hashes.bin")) == 28 + 16 * 3

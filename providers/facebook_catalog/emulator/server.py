@@ -150,6 +150,7 @@ class EmulatorServer:
         drop_next: int = 0,
         error_handles_next: int = 0,
         stuck_handles_next: int = 0,
+        reject_item_ids: tuple[str, ...] | list[str] = (),
         seed: int | None = None,
     ) -> None:
         """Replace the fault plan; options not given are cleared."""
@@ -162,6 +163,7 @@ class EmulatorServer:
                 drop_next=drop_next,
                 error_handles_next=error_handles_next,
                 stuck_handles_next=stuck_handles_next,
+                reject_item_ids=tuple(reject_item_ids),
                 seed=seed,
             )
         )

@@ -50,6 +50,9 @@ class FaultPlan:
     drop_next: int = 0
     error_handles_next: int = 0
     stuck_handles_next: int = 0
+    # Items Meta would reject for reasons the feed cannot see (policy, catalog settings): they
+    # come back as batch errors and in ids_of_invalid_requests, and are not saved.
+    reject_item_ids: tuple[str, ...] = ()
     seed: int | None = None
 
     def __post_init__(self) -> None:
@@ -69,6 +72,9 @@ class FaultPlan:
         latency = self.latency_seconds
         if isinstance(latency, bool) or not isinstance(latency, int | float) or latency < 0:
             raise ValueError(f"latency_seconds must be a non-negative number, got {latency!r}")
+        if isinstance(self.reject_item_ids, str) or not all(isinstance(i, str) for i in self.reject_item_ids):
+            raise ValueError(f"reject_item_ids must be a list of item ids, got {self.reject_item_ids!r}")
+        self.reject_item_ids = tuple(self.reject_item_ids)
         if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, int)):
             raise ValueError(f"seed must be an integer or null, got {self.seed!r}")
 
@@ -307,6 +313,8 @@ class EmulatorState:
                 retailer_id = retailer_id_of(data)
                 existing = projection.get(retailer_id) if retailer_id is not None else None
                 verdict = check_record(method, data, existing, allow_upsert=allow_upsert)
+                if verdict.retailer_id in self._faults.reject_item_ids:
+                    verdict.errors.append("(#10800) This product was rejected by Meta's review (injected)")
                 verdicts.append(verdict)
                 if verdict.is_valid:
                     operation = Operation(line, method, verdict.retailer_id, verdict.fields)

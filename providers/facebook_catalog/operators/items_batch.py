@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta, timezone
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
     from airflow.sdk import Context
     from airflow.sdk.types import TaskInstanceKey
 
+    from facebook_catalog.feed.change_detection import ItemHashes
     from facebook_catalog.landing_zone import RunRecords
     from facebook_catalog.operators.s3_feed import S3FeedRead
 
@@ -98,6 +100,12 @@ class FacebookCatalogItemsBatchOperator(BaseOperator):
     :param default_condition: ``condition`` for CSV rows without one (templated).
     :param records_bucket: bucket for the run's records; None records nothing (templated).
     :param records_prefix: prefix of the run folders in ``records_bucket``.
+    :param detect_changes: with ``records_bucket`` set, skip items whose fields hash to what Meta
+        last confirmed for the catalog (state under ``state/<catalog id>/`` there), and record
+        what Meta confirms this time. Items Meta rejected, or whose batch did not finish, are
+        sent again next run.
+    :param full_sync: send every item regardless of the state, e.g. for a weekly reconciliation
+        (templated).
     :param max_requests_per_call: at most 5,000 (Meta's limit).
     :param max_payload_bytes: byte limit of one call's ``requests`` field.
     :param graph_api_retry_policy: how Graph API calls retry transient errors and throttling.
@@ -119,6 +127,7 @@ class FacebookCatalogItemsBatchOperator(BaseOperator):
         "records_bucket",
         "records_prefix",
         "graph_api_retry_policy",
+        "full_sync",
     )
     template_fields_renderers = {"items": "json"}
     operator_extra_links = (FacebookCatalogLink(),)
@@ -140,6 +149,8 @@ class FacebookCatalogItemsBatchOperator(BaseOperator):
         default_condition: str = "new",
         records_bucket: str | None = None,
         records_prefix: str = "runs/",
+        detect_changes: bool = True,
+        full_sync: bool | str = False,
         max_requests_per_call: int = MAX_REQUESTS_PER_CALL,
         max_payload_bytes: int = MAX_PAYLOAD_BYTES,
         graph_api_retry_policy: GraphApiRetryPolicy | Mapping[str, Any] | str | None = None,
@@ -160,6 +171,8 @@ class FacebookCatalogItemsBatchOperator(BaseOperator):
         self.default_condition = default_condition
         self.records_bucket = records_bucket
         self.records_prefix = records_prefix
+        self.detect_changes = detect_changes
+        self.full_sync = full_sync
         self.max_requests_per_call = max_requests_per_call
         self.max_payload_bytes = max_payload_bytes
         self.graph_api_retry_policy = graph_api_retry_policy
@@ -212,9 +225,17 @@ class FacebookCatalogItemsBatchOperator(BaseOperator):
         try:
             feed = self._read_feed()
             submitted.update(self._feed_summary(feed, records))
+            changes = self._change_tracking(settings.catalog_id)
             submitted["seconds_reading"] = round((_now() - started).total_seconds(), 3)
             posting_started = _now()
-            submitted.update(self._post_batches(hook, self._item_requests(feed), records))
+            submitted.update(self._post_batches(hook, self._item_requests(feed, changes), records))
+            if changes is not None:
+                submitted["counts"]["items_unchanged"] = changes.unchanged
+                submitted["change_detection"] = changes.summary()
+                if records is not None and changes.sent.ids:
+                    submitted["records"]["sent_item_hashes"] = records.put_sent_hashes(
+                        changes.sent.to_bytes()
+                    )
             submitted["posted_at"] = _now().isoformat()
             submitted["seconds_posting"] = round((_now() - posting_started).total_seconds(), 3)
         except Exception as error:
@@ -328,11 +349,37 @@ class FacebookCatalogItemsBatchOperator(BaseOperator):
             "records": recorded,
         }
 
-    def _item_requests(self, feed: S3FeedRead | None) -> Iterator[dict[str, Any]]:
-        for item in self.items or []:
-            yield item_request(item)
-        for feed_item in feed.items if feed else []:
-            yield item_request(feed_item.fields)
+    def _change_tracking(self, catalog_id: str) -> ChangeTracking | None:
+        if not (self.records_bucket and self.detect_changes):
+            return None
+        from facebook_catalog.feed.change_detection import ItemHashes
+
+        store = self._item_hash_store(catalog_id)
+        data = store.load()
+        state = ItemHashes.from_bytes(data) if data else ItemHashes()
+        full_sync = _as_bool(self.full_sync, "full_sync")
+        self.log.info(
+            "Change detection: %d items confirmed so far (s3://%s/%s)%s",
+            len(state),
+            self.records_bucket,
+            store.key,
+            "; full_sync: every item is sent" if full_sync else "",
+        )
+        return ChangeTracking(state, full_sync)
+
+    def _item_hash_store(self, catalog_id: str) -> Any:
+        from facebook_catalog.landing_zone import ItemHashStore
+
+        return ItemHashStore(self._s3_hook(), str(self.records_bucket), catalog_id)
+
+    def _item_requests(
+        self, feed: S3FeedRead | None, changes: ChangeTracking | None
+    ) -> Iterator[dict[str, Any]]:
+        feed_fields = (feed_item.fields for feed_item in (feed.items if feed else []))
+        for fields in itertools.chain(self.items or [], feed_fields):
+            request = item_request(fields)
+            if changes is None or changes.should_send(request["data"]):
+                yield request
 
     def _post_batches(
         self, hook: FacebookCatalogHook, requests: Iterable[Mapping[str, Any]], records: RunRecords | None
@@ -355,6 +402,7 @@ class FacebookCatalogItemsBatchOperator(BaseOperator):
             "throttled_retries": hook.throttled_retries,
             "transient_retries": hook.transient_retries,
             "payloads": payload_keys,
+            "call_handles": [[c["handle"], c["request_count"]] for c in calls],
         }
 
     def _post_one(self, hook: FacebookCatalogHook, batch: EncodedBatch, number: int) -> dict[str, Any]:
@@ -407,6 +455,7 @@ class FacebookCatalogItemsBatchOperator(BaseOperator):
         _, _, max_error_ratio = self._validated_settings()
         submitted = event.get("submitted") or {}
         batches = event.get("batches") or []
+        self._record_confirmed_items(context, submitted, batches)
         summary = self._summary(submitted, batches, event)
         failure = self._failure(event, batches, summary, max_error_ratio)
         report_key = self._write_report(context, submitted, batches, failure=failure, event=event)
@@ -451,6 +500,48 @@ class FacebookCatalogItemsBatchOperator(BaseOperator):
                 + _samples_text(batches)
             )
         return None
+
+    def _record_confirmed_items(
+        self, context: Context, submitted: dict[str, Any], batches: list[dict[str, Any]]
+    ) -> None:
+        """Add what Meta confirmed to the change-detection state; on any failure to do so, the
+        items are simply sent again next run."""
+        detection = submitted.get("change_detection")
+        sent_key = (submitted.get("records") or {}).get("sent_item_hashes")
+        if not detection or not sent_key:
+            return
+        from facebook_catalog.feed.change_detection import ItemHashes, SentHashes, confirmed_updates
+        from facebook_catalog.hooks.graph_api import MAX_INVALID_IDS
+
+        try:
+            records = self._records(context)
+            sent_bytes = records.get("sent_item_hashes.bin") if records else None
+            if sent_bytes is None:
+                self.log.warning("No record of the sent items: change detection state not updated")
+                return
+            invalid = {
+                b["handle"]: (
+                    list(b.get("ids_of_invalid_requests") or []),
+                    not b.get("errors_total_count")
+                    or 0 < len(b.get("ids_of_invalid_requests") or []) < MAX_INVALID_IDS,
+                )
+                for b in batches
+            }
+            updates = confirmed_updates(
+                SentHashes.from_bytes(sent_bytes),
+                [(h, int(n)) for h, n in submitted.get("call_handles") or []],
+                {b["handle"]: b["status"] for b in batches},
+                invalid,
+            )
+            store = self._item_hash_store(str(submitted["catalog_id"]))
+            current = store.load()
+            state = ItemHashes.from_bytes(current) if current else ItemHashes()
+            if updates:
+                store.save(state.merged(updates).to_bytes())
+            submitted.setdefault("counts", {})["items_confirmed"] = len(updates)
+            self.log.info("Change detection: Meta confirmed %d items; state updated", len(updates))
+        except Exception:
+            self.log.exception("Could not update the change-detection state; those items will be sent again")
 
     def resume_execution(self, next_method: str, next_kwargs: dict[str, Any] | None, context: Context) -> Any:
         try:
@@ -518,6 +609,37 @@ class FacebookCatalogItemsBatchOperator(BaseOperator):
             return None
 
 
+class ChangeTracking:
+    """Per run: the confirmed state, which items are skipped as unchanged, and what was sent."""
+
+    def __init__(self, state: ItemHashes, full_sync: bool) -> None:
+        from facebook_catalog.feed.change_detection import SentHashes
+
+        self.state = state
+        self.full_sync = full_sync
+        self.sent = SentHashes()
+        self.unchanged = 0
+
+    def should_send(self, fields: Mapping[str, Any]) -> bool:
+        from facebook_catalog.feed.change_detection import content_hash, id_hash
+
+        item_id = str(fields["id"])
+        item_hash = content_hash(fields)
+        if not self.full_sync and self.state.get(id_hash(item_id)) == item_hash:
+            self.unchanged += 1
+            return False
+        self.sent.ids.append(id_hash(item_id))
+        self.sent.hashes.append(item_hash)
+        return True
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "full_sync": self.full_sync,
+            "items_known": len(self.state),
+            "items_unchanged": self.unchanged,
+        }
+
+
 def _samples_text(batches: list[dict[str, Any]]) -> str:
     samples = [
         f"{b['handle']}: item {e.get('id', '?')} (line {e.get('line', '?')}): {e.get('message', '')}"
@@ -529,6 +651,17 @@ def _samples_text(batches: list[dict[str, Any]]) -> str:
 
 def _now() -> datetime:
     return datetime.now(timezone.utc)
+
+
+def _as_bool(value: Any, name: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("true", "1", "yes", "on"):
+        return True
+    if text in ("false", "0", "no", "off", "", "none"):
+        return False
+    raise ValueError(f"{name} must be true or false, not {value!r}")
 
 
 def _is_template(*values: Any) -> bool:
