@@ -599,6 +599,14 @@ class RunRecords:
             raise ValueError(f"call_index must not be negative, got {call_index}")
         return self._put(self.payload_name(call_index), payload, "application/json")
 
+    def put_rejected_rows_file(self, path: str) -> str:
+        """Upload a rejected-rows CSV from disk, streamed (it can be large)."""
+        key = self.key("rejected_rows.csv")
+        self.s3_hook.get_conn().upload_file(
+            path, self.bucket, key, ExtraArgs={"ContentType": "text/csv; charset=utf-8"}
+        )
+        return key
+
     def put_rejected_rows(self, csv_text: str) -> str:
         return self._put("rejected_rows.csv", csv_text.encode("utf-8"), "text/csv; charset=utf-8")
 

@@ -7,7 +7,7 @@ Pure Python with no Airflow import, so it runs in the operator, in the ingestion
 from __future__ import annotations
 
 from facebook_catalog.feed.currencies import ISO_4217_CODES
-from facebook_catalog.feed.dedupe import DeduplicatedItems, deduplicate
+from facebook_catalog.feed.dedupe import DeduplicatedItems, deduplicate, last_occurrences
 from facebook_catalog.feed.fields import (
     META_FIELDS,
     OPTIONAL_FIELDS,
@@ -38,7 +38,7 @@ from facebook_catalog.feed.normalize import (
     parse_price,
 )
 from facebook_catalog.feed.reader import MAX_RECORD_BYTES, read_feed, read_feed_file
-from facebook_catalog.feed.report import REJECTED_ROWS_COLUMNS, rejected_rows_csv
+from facebook_catalog.feed.report import REJECTED_ROWS_COLUMNS, RejectedRowsWriter, rejected_rows_csv
 
 __all__ = [
     "ISO_4217_CODES",
@@ -60,11 +60,13 @@ __all__ = [
     "FileSummary",
     "NormalizedFields",
     "Price",
+    "RejectedRowsWriter",
     "Rejection",
     "deduplicate",
     "display_value",
     "field_for_column",
     "is_airbyte_column",
+    "last_occurrences",
     "layout_columns",
     "normalize_fields",
     "normalize_values",

@@ -27,14 +27,10 @@ class RequestTooLargeError(ValueError):
 
 @dataclass(frozen=True)
 class EncodedBatch:
-    """One items_batch call's ``requests`` field, encoded, with the retailer ids it carries."""
+    """One items_batch call's ``requests`` field, encoded, and how many requests it holds."""
 
     payload: bytes
-    item_ids: tuple[str, ...]
-
-    @property
-    def request_count(self) -> int:
-        return len(self.item_ids)
+    request_count: int
 
 
 def item_request(item: Mapping[str, Any], method: str = "UPDATE") -> dict[str, Any]:
@@ -64,16 +60,30 @@ def split_requests(
     max_bytes: int = MAX_PAYLOAD_BYTES,
 ) -> Iterator[EncodedBatch]:
     """Group requests, in order, into encoded calls within both limits. Streams: holds one call."""
+    encoded = ((str(r["data"]["id"]), encode_json(r)) for r in requests)
+    return split_encoded(encoded, max_requests=max_requests, max_bytes=max_bytes)
+
+
+def split_encoded(
+    requests: Iterable[tuple[str, bytes]],
+    *,
+    max_requests: int = MAX_REQUESTS_PER_CALL,
+    max_bytes: int = MAX_PAYLOAD_BYTES,
+) -> Iterator[EncodedBatch]:
+    """Like :func:`split_requests` for requests already encoded, given as (item id, JSON bytes)."""
     if not 1 <= max_requests <= MAX_REQUESTS_PER_CALL:
         raise ValueError(f"max_requests must be between 1 and {MAX_REQUESTS_PER_CALL}, not {max_requests}")
     if max_bytes < 64:
         raise ValueError(f"max_bytes must be at least 64, not {max_bytes}")
+    return _split(requests, max_requests, max_bytes)
+
+
+def _split(
+    requests: Iterable[tuple[str, bytes]], max_requests: int, max_bytes: int
+) -> Iterator[EncodedBatch]:
     parts: list[bytes] = []
-    ids: list[str] = []
     size = 2  # the array's brackets
-    for request in requests:
-        encoded = encode_json(request)
-        retailer_id = str(request["data"]["id"])
+    for retailer_id, encoded in requests:
         if len(encoded) + 2 > max_bytes:
             raise RequestTooLargeError(
                 f"the request for item {retailer_id!r} alone is {len(encoded):,} bytes encoded, more "
@@ -81,11 +91,10 @@ def split_requests(
             )
         added = len(encoded) + (1 if parts else 0)
         if parts and (len(parts) >= max_requests or size + added > max_bytes):
-            yield EncodedBatch(b"[" + b",".join(parts) + b"]", tuple(ids))
-            parts, ids, size = [], [], 2
+            yield EncodedBatch(b"[" + b",".join(parts) + b"]", len(parts))
+            parts, size = [], 2
             added = len(encoded)
         parts.append(encoded)
-        ids.append(retailer_id)
         size += added
     if parts:
-        yield EncodedBatch(b"[" + b",".join(parts) + b"]", tuple(ids))
+        yield EncodedBatch(b"[" + b",".join(parts) + b"]", len(parts))

@@ -19,6 +19,21 @@ def _inert(value: str) -> str:
     return "'" + value if value.startswith(_FORMULA_STARTS) else value
 
 
+class RejectedRowsWriter:
+    """Writes the rejected-rows CSV one rejection at a time, so a run never holds them all."""
+
+    def __init__(self, out: TextIO) -> None:
+        self._writer = csv.writer(out, lineterminator="\n")
+        self._writer.writerow(REJECTED_ROWS_COLUMNS)
+        self.count = 0
+
+    def write(self, rejection: Rejection) -> None:
+        self._writer.writerow(
+            (rejection.source, rejection.line, rejection.field, _inert(rejection.value), rejection.reason)
+        )
+        self.count += 1
+
+
 def rejected_rows_csv(rejections: Iterable[Rejection], out: TextIO) -> int:
     """Write one CSV line per rejection (header included) to ``out``; return how many.
 
@@ -26,18 +41,7 @@ def rejected_rows_csv(rejections: Iterable[Rejection], out: TextIO) -> int:
     shown in messages (cut to about 80 characters, its full length noted), prefixed with ``'`` when
     a spreadsheet would run it as a formula.
     """
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(REJECTED_ROWS_COLUMNS)
-    count = 0
+    writer = RejectedRowsWriter(out)
     for rejection in rejections:
-        writer.writerow(
-            (
-                rejection.source,
-                rejection.line,
-                rejection.field,
-                _inert(rejection.value),
-                rejection.reason,
-            )
-        )
-        count += 1
-    return count
+        writer.write(rejection)
+    return writer.count

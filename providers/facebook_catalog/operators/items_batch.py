@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import tempfile
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta, timezone
@@ -14,8 +15,9 @@ from facebook_catalog.feed.batching import (
     MAX_PAYLOAD_BYTES,
     MAX_REQUESTS_PER_CALL,
     EncodedBatch,
+    encode_json,
     item_request,
-    split_requests,
+    split_encoded,
 )
 from facebook_catalog.hooks.catalog import DEFAULT_CONN_ID, FacebookCatalogHook
 from facebook_catalog.hooks.graph_api import (
@@ -223,12 +225,15 @@ class FacebookCatalogItemsBatchOperator(BaseOperator):
         records = self._records(context)
         submitted: dict[str, Any] = {"catalog_id": settings.catalog_id, "started_at": started.isoformat()}
         try:
-            feed = self._read_feed()
-            submitted.update(self._feed_summary(feed, records))
-            changes = self._change_tracking(settings.catalog_id)
-            submitted["seconds_reading"] = round((_now() - started).total_seconds(), 3)
-            posting_started = _now()
-            submitted.update(self._post_batches(hook, self._item_requests(feed, changes), records))
+            with tempfile.TemporaryDirectory(prefix="fb-catalog-") as workdir:
+                feed = self._read_feed(workdir)
+                submitted.update(self._feed_summary(feed, records))
+                changes = self._change_tracking(settings.catalog_id)
+                submitted["seconds_reading"] = round((_now() - started).total_seconds(), 3)
+                posting_started = _now()
+                submitted.update(self._post_batches(hook, self._item_requests(feed, changes), records))
+                if feed is not None:
+                    feed.spool.close()
             if changes is not None:
                 submitted["counts"]["items_unchanged"] = changes.unchanged
                 submitted["change_detection"] = changes.summary()
@@ -296,7 +301,7 @@ class FacebookCatalogItemsBatchOperator(BaseOperator):
 
         return RunRecords(self._s3_hook(), self.records_bucket, context["run_id"], self.records_prefix)
 
-    def _read_feed(self) -> S3FeedRead | None:
+    def _read_feed(self, workdir: str) -> S3FeedRead | None:
         keys = [self.s3_keys] if isinstance(self.s3_keys, str) else list(self.s3_keys or [])
         if not keys:
             return None
@@ -308,11 +313,11 @@ class FacebookCatalogItemsBatchOperator(BaseOperator):
         options = FeedOptions(
             default_currency=self.default_currency, default_condition=self.default_condition
         )
-        feed = read_s3_feed(self._s3_hook(), self.s3_bucket, keys, options)
-        for message in feed.rejected_samples():
+        feed = read_s3_feed(self._s3_hook(), self.s3_bucket, keys, options, workdir)
+        for message in feed.rejection_samples:
             self.log.warning("Rejected: %s", message)
-        for warning in feed.warnings[:20]:
-            self.log.warning("%s", warning.message())
+        for message in feed.warning_samples:
+            self.log.warning("%s", message)
         for failed in feed.file_errors:
             self.log.error(
                 "Not read as a feed: s3://%s/%s: %s", self.s3_bucket, failed["key"], failed["error"]
@@ -323,7 +328,7 @@ class FacebookCatalogItemsBatchOperator(BaseOperator):
             "%d files not readable as a feed",
             counts["rows_read"],
             len(keys),
-            len(feed.items),
+            len(feed.spool) - feed.duplicates,
             counts["rows_rejected"],
             counts["duplicates_dropped"],
             counts["files_quarantined"],
@@ -334,18 +339,12 @@ class FacebookCatalogItemsBatchOperator(BaseOperator):
         if feed is None:
             return {"files": [], "counts": {}, "rejected_samples": [], "records": {}}
         recorded: dict[str, Any] = {}
-        if records is not None and feed.rejections:
-            from io import StringIO
-
-            from facebook_catalog.feed import rejected_rows_csv
-
-            text = StringIO()
-            rejected_rows_csv(feed.rejections, text)
-            recorded["rejected_rows"] = records.put_rejected_rows(text.getvalue())
+        if records is not None and feed.rejected_rows:
+            recorded["rejected_rows"] = records.put_rejected_rows_file(feed.rejected_rows_path)
         return {
             "files": feed.files,
             "counts": feed.counts(),
-            "rejected_samples": feed.rejected_samples(),
+            "rejected_samples": feed.rejection_samples,
             "records": recorded,
         }
 
@@ -374,19 +373,28 @@ class FacebookCatalogItemsBatchOperator(BaseOperator):
 
     def _item_requests(
         self, feed: S3FeedRead | None, changes: ChangeTracking | None
-    ) -> Iterator[dict[str, Any]]:
-        feed_fields = (feed_item.fields for feed_item in (feed.items if feed else []))
-        for fields in itertools.chain(self.items or [], feed_fields):
-            request = item_request(fields)
-            if changes is None or changes.should_send(request["data"]):
-                yield request
+    ) -> Iterator[tuple[str, bytes]]:
+        """(item id, encoded request) for every item to send, unchanged ones left out."""
+        from facebook_catalog.feed.change_detection import content_hash, id_hash
+        from facebook_catalog.operators.s3_feed import SpooledItem
+
+        given = (
+            SpooledItem(
+                str(r["data"]["id"]), encode_json(r), id_hash(str(r["data"]["id"])), content_hash(r["data"])
+            )
+            for r in (item_request(fields) for fields in self.items or [])
+        )
+        spooled: Iterable[SpooledItem] = feed.spool if feed else ()
+        for item in itertools.chain(given, spooled):
+            if changes is None or changes.should_send(item.id_hash, item.content_hash):
+                yield item.item_id, item.request
 
     def _post_batches(
-        self, hook: FacebookCatalogHook, requests: Iterable[Mapping[str, Any]], records: RunRecords | None
+        self, hook: FacebookCatalogHook, requests: Iterable[tuple[str, bytes]], records: RunRecords | None
     ) -> dict[str, Any]:
         calls: list[dict[str, Any]] = []
         payload_keys: list[str] = []
-        for batch in split_requests(
+        for batch in split_encoded(
             requests, max_requests=self.max_requests_per_call, max_bytes=self.max_payload_bytes
         ):
             calls.append(self._post_one(hook, batch, len(calls) + 1))
@@ -620,15 +628,11 @@ class ChangeTracking:
         self.sent = SentHashes()
         self.unchanged = 0
 
-    def should_send(self, fields: Mapping[str, Any]) -> bool:
-        from facebook_catalog.feed.change_detection import content_hash, id_hash
-
-        item_id = str(fields["id"])
-        item_hash = content_hash(fields)
-        if not self.full_sync and self.state.get(id_hash(item_id)) == item_hash:
+    def should_send(self, item_id_hash: int, item_hash: int) -> bool:
+        if not self.full_sync and self.state.get(item_id_hash) == item_hash:
             self.unchanged += 1
             return False
-        self.sent.ids.append(id_hash(item_id))
+        self.sent.ids.append(item_id_hash)
         self.sent.hashes.append(item_hash)
         return True
 
