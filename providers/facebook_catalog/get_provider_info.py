@@ -8,6 +8,17 @@ from typing import Any
 
 from facebook_catalog import __version__
 
+# The connection form, shared with FacebookCatalogHook.get_ui_field_behaviour.
+HIDDEN_FIELDS = ["schema", "port", "login"]
+RELABELING = {"password": "Access token", "host": "Graph API base URL"}
+PLACEHOLDERS = {
+    "password": "A system-user access token with catalog_management",
+    "host": "https://graph.facebook.com (or http://127.0.0.1:8765 for the emulator)",
+    "catalog_id": "The catalog id from Commerce Manager, e.g. 1234567890",
+    "app_secret": "Optional: sends appsecret_proof on every call",
+    "api_version": "v25.0",
+}
+
 
 def get_provider_info() -> dict[str, Any]:
     return {
@@ -66,15 +77,9 @@ def get_provider_info() -> dict[str, Any]:
                     },
                 },
                 "ui-field-behaviour": {
-                    "hidden-fields": ["schema", "port", "login"],
-                    "relabeling": {"password": "Access token", "host": "Graph API base URL"},
-                    "placeholders": {
-                        "password": "A system-user access token with catalog_management",
-                        "host": "https://graph.facebook.com (or http://127.0.0.1:8765 for the emulator)",
-                        "catalog_id": "1234567890",
-                        "app_secret": "Optional",
-                        "api_version": "v25.0",
-                    },
+                    "hidden-fields": HIDDEN_FIELDS,
+                    "relabeling": RELABELING,
+                    "placeholders": PLACEHOLDERS,
                 },
             }
         ],

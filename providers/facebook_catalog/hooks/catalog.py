@@ -98,17 +98,9 @@ class _FacebookCatalogHookBase(BaseHook):
 
     @classmethod
     def get_ui_field_behaviour(cls) -> dict[str, Any]:
-        return {
-            "hidden_fields": ["schema", "port", "login"],
-            "relabeling": {"password": "Access token", "host": "Graph API base URL"},
-            "placeholders": {
-                "password": "A system-user access token with catalog_management",
-                "host": "https://graph.facebook.com (or http://127.0.0.1:8765 for the emulator)",
-                "catalog_id": "The catalog id from Commerce Manager, e.g. 1234567890",
-                "app_secret": "Optional: sends appsecret_proof on every call",
-                "api_version": "v25.0",
-            },
-        }
+        from facebook_catalog.get_provider_info import HIDDEN_FIELDS, PLACEHOLDERS, RELABELING
+
+        return {"hidden_fields": HIDDEN_FIELDS, "relabeling": RELABELING, "placeholders": PLACEHOLDERS}
 
     @classmethod
     def get_connection_form_widgets(cls) -> dict[str, Any]:
