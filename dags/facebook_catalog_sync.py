@@ -16,7 +16,11 @@ hour, as delivered to the S3 landing zone (`landing/`) as CSV or gzip CSV files.
    `archive/` (copy, verify, delete). Files that arrived during the run stay for the next run.
    Files that could not be read as a feed move to `quarantine/` with an error report beside
    them, and the run then fails so someone looks.
-4. **publish_run_summary** (a teardown): always runs; logs one JSON summary line of the report.
+4. **publish_run_summary** (a teardown): always runs; logs one JSON summary line of the report
+   and publishes the run's CloudWatch metrics (namespace `metrics_namespace`).
+
+A failed run also sends a short summary to the SNS topic in the Variable
+`facebook_catalog_sns_topic_arn`, when it is set.
 
 Settings come from the run's params, else Airflow Variables `facebook_catalog_<name>`, else the
 defaults listed in the README. Set `FACEBOOK_CATALOG_SYNC_SCHEDULE=asset` in the environment to run
@@ -25,7 +29,6 @@ on the ingestion DAG's landing Asset instead of hourly.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from datetime import datetime, timedelta
@@ -34,6 +37,7 @@ from typing import Any
 from airflow.providers.common.compat.sdk import AirflowFailException, AirflowSkipException
 from airflow.sdk import DAG, Param, Variable, get_current_context, task, teardown
 
+from facebook_catalog.observability import make_failure_callback
 from facebook_catalog.operators.items_batch import FacebookCatalogItemsBatchOperator
 from facebook_catalog.sync_settings import SYNC_SETTINGS, resolve_sync_settings
 
@@ -55,6 +59,18 @@ def _schedule() -> Any:
 
         return [landing_asset(os.environ.get("FACEBOOK_CATALOG_LANDING_BUCKET", "facebook-catalog-landing"))]
     return "@hourly"
+
+
+def _catalog_id(settings: dict[str, Any]) -> str:
+    """The run's catalog: the setting, else the connection's ``catalog_id`` extra."""
+    if settings["catalog_id"]:
+        return str(settings["catalog_id"])
+    from facebook_catalog.hooks.catalog import FacebookCatalogHook
+
+    try:
+        return FacebookCatalogHook(facebook_catalog_conn_id=settings["conn_id"]).settings.catalog_id
+    except Exception:
+        return "unknown"
 
 
 def _landing_zone(settings: dict[str, Any]) -> Any:
@@ -92,6 +108,7 @@ with DAG(
     },
     doc_md=__doc__,
     tags=["facebook_catalog"],
+    on_failure_callback=make_failure_callback(topic_arn_variable="facebook_catalog_sns_topic_arn"),
 ) as dag:
 
     @task(task_id=SNAPSHOT_TASK)
@@ -164,42 +181,61 @@ with DAG(
         return {"archived": result.archived, "left_in_landing": result.left_in_landing}
 
     @teardown
-    def publish_run_summary() -> dict[str, Any] | None:
-        """One JSON line per run for CloudWatch Logs Insights (see docs/operations.md).
+    def publish_run_summary(params: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Log one JSON summary line (CloudWatch Logs Insights) and publish the run's CloudWatch
+        metrics (docs/operations.md).
 
         A teardown: it runs whatever happened upstream, and its own success never hides a failed
-        sync in the run's state.
+        sync in the run's state. The status comes from the run's task states, so a failure after
+        the report was written (archiving, quarantine) is still reported as a failure.
         """
-        context = get_current_context()
-        snapshot = context["ti"].xcom_pull(task_ids=SNAPSHOT_TASK)
-        if not snapshot:
-            log.info(json.dumps({"event": "facebook_catalog_sync_summary", "status": "nothing_to_sync"}))
-            return None
         from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 
-        from facebook_catalog.landing_zone import RunRecords
-
-        settings = snapshot["settings"]
-        hook = S3Hook(aws_conn_id=settings["aws_conn_id"])
-        records = RunRecords(hook, settings["synced_bucket"], context["run_id"], settings["runs_prefix"])
-        if not hook.check_for_key(records.key("report.json"), settings["synced_bucket"]):
-            log.info(json.dumps({"event": "facebook_catalog_sync_summary", "status": "no_report"}))
-            return None
-        report: dict[str, Any] = json.loads(
-            hook.read_key(records.key("report.json"), settings["synced_bucket"])
+        from facebook_catalog.observability import (
+            load_run_report,
+            observe_run,
+            placeholder_report,
+            run_status_from_task_states,
+            run_summary,
         )
-        line = {
-            "event": "facebook_catalog_sync_summary",
-            "dag_id": report["dag_id"],
-            "run_id": report["run_id"],
-            "catalog_id": report["catalog_id"],
-            "status": report["status"],
-            **report["counts"],
-            "seconds_total": report["timings"]["seconds_total"],
-            "report": records.uri("report.json"),
-        }
-        log.info(json.dumps(line, ensure_ascii=False))
-        return line
+
+        context = get_current_context()
+        ti, run_id = context["ti"], context["run_id"]
+        snapshot = ti.xcom_pull(task_ids=SNAPSHOT_TASK)
+        settings = (
+            snapshot["settings"]
+            if snapshot
+            else resolve_sync_settings(params or {}, lambda key: Variable.get(key, default=None))
+        )
+        states = ti.get_task_states(dag_id=DAG_ID, run_ids=[run_id]).get(run_id, {})
+        states.pop("publish_run_summary", None)
+        status = run_status_from_task_states(states)
+        report, uri = load_run_report(
+            S3Hook(aws_conn_id=settings["aws_conn_id"]),
+            settings["synced_bucket"],
+            run_id,
+            settings["runs_prefix"],
+        )
+        if report is None:
+            report = placeholder_report(
+                dag_id=DAG_ID,
+                run_id=run_id,
+                catalog_id=_catalog_id(settings),
+                status=status,
+                failure=None if status == "succeeded" else f"task states: {states}",
+                nothing_to_sync=not snapshot and status == "succeeded",
+            )
+        elif status == "failed" and report.get("status") != "failed":
+            failed_tasks = sorted(t for t, state in states.items() if state in ("failed", "upstream_failed"))
+            report = {
+                **report,
+                "status": "failed",
+                "failure": f"failed after the sync: {', '.join(failed_tasks)}",
+            }
+        observe_run(
+            report, settings["metrics_namespace"] or None, aws_conn_id=settings["aws_conn_id"], report_uri=uri
+        )
+        return run_summary(report, uri)
 
     archived = archive_snapshot(snapshot, sync.output)  # type: ignore[arg-type]
     snapshot >> sync >> archived >> publish_run_summary()

@@ -479,6 +479,9 @@ def _context_value(context: Mapping[str, Any], *path: str) -> Any:
     return value
 
 
+_ALERT_SETTINGS = frozenset({"synced_bucket", "runs_prefix", "aws_conn_id", "catalog_id"})
+
+
 class SyncFailureAlert:
     """A DAG's (or task's) ``on_failure_callback`` that sends a short summary of a failed run to SNS.
 
@@ -528,9 +531,19 @@ class SyncFailureAlert:
         return None if value is None else str(value)
 
     def settings(self, params: Mapping[str, Any]) -> dict[str, Any]:
-        from facebook_catalog.sync_settings import resolve_sync_settings
+        """The few sync settings the alert needs, looked up as the DAG looks them up. Only these: an
+        unrelated bad setting (say poll_interval) must not silence the alert."""
+        from facebook_catalog.sync_settings import SYNC_SETTINGS
 
-        return {**resolve_sync_settings({**params, **self.overrides}, self.variable), **self.overrides}
+        resolved: dict[str, Any] = {}
+        for setting in SYNC_SETTINGS:
+            if setting.name not in _ALERT_SETTINGS:
+                continue
+            value = self.overrides.get(setting.name) or params.get(setting.name)
+            if value is None or value == "":
+                value = self.variable(setting.variable)
+            resolved[setting.name] = setting.default if value is None or value == "" else value
+        return resolved
 
     def __call__(self, context: Mapping[str, Any]) -> str | None:
         try:

@@ -41,6 +41,10 @@ SYNC_SETTINGS: tuple[SyncSetting, ...] = (
     SyncSetting("retry_backoff_seconds", 2.0, "first wait before retrying a transient Graph API error"),
     SyncSetting("max_throttle_wait_seconds", 900.0, "longest wait honoured when Meta throttles"),
     SyncSetting("full_sync", False, "send every item, even those Meta already has unchanged"),
+    SyncSetting(
+        "metrics_namespace", "FacebookCatalogSync", "CloudWatch namespace of the run metrics; empty: none"
+    ),
+    SyncSetting("sns_topic_arn", "", "SNS topic for failure alerts; empty: no alerts"),
 )
 
 _KINDS: dict[str, type] = {s.name: type(s.default) for s in SYNC_SETTINGS}

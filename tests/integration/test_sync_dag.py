@@ -164,7 +164,22 @@ def test_two_files_overlapping_ids_later_values_win_and_both_are_archived(
     )
     assert [(r["line"], r["field"], r["value"]) for r in rejected] == [("4", "price", "$10")]
     assert rejected[0]["source"].endswith("landing/2026/11/26/10-30.csv")
-    assert "summary" not in result.output or "facebook_catalog_sync_summary" in result.output
+    assert '"event": "facebook_catalog_sync_summary"' in result.output
+    # The teardown published the run's metrics to CloudWatch (moto), per catalog.
+    from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
+
+    cloudwatch = AwsBaseHook(aws_conn_id="aws_default", client_type="cloudwatch").get_conn()
+    metrics = cloudwatch.list_metrics(Namespace="FacebookCatalogSync")["Metrics"]
+    published = {
+        m["MetricName"] for m in metrics if m["Dimensions"] == [{"Name": "CatalogId", "Value": CATALOG}]
+    }
+    assert {
+        "ItemsSent",
+        "RowsRejected",
+        "DuplicatesDropped",
+        "SyncSucceeded",
+        "MetaProcessingSeconds",
+    } <= published
 
 
 def test_nothing_in_landing_makes_no_call(
