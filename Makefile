@@ -9,6 +9,7 @@ STAMP := $(VENV)/.installed-stamp
 venv: $(STAMP)
 
 $(STAMP): pyproject.toml
+	scripts/ensure-system-packages.sh
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip uv
 	$(BIN)/uv pip install --quiet --python $(BIN)/python -e '.[test]'
@@ -40,3 +41,16 @@ emulator: venv
 
 clean:
 	rm -rf $(VENV) .demo .airflow-test .pytest_cache .mypy_cache .ruff_cache
+
+.PHONY: e2e mwaa-bundle
+
+# The multi-process end-to-end test alone (real api-server, scheduler, dag-processor, triggerer,
+# Celery worker / LocalExecutor on PostgreSQL and Redis); `make test` runs it too.
+e2e: venv
+	$(BIN)/pytest tests/e2e -q -p no:cacheprovider -s
+
+# The Amazon MWAA bundle in dist/mwaa/: dags/, requirements.txt, plugins.zip (see docs/deployment.md).
+# --build-sdists: mysqlclient (MySQL provider) is published only as source; it is built here.
+MWAA_BUNDLE_ARGS ?= --build-sdists
+mwaa-bundle: venv
+	$(BIN)/python scripts/build_mwaa_bundle.py --out dist/mwaa $(MWAA_BUNDLE_ARGS)

@@ -10,17 +10,17 @@ catalog sync reads (`id,title,description,link,image_link,availability,price,bra
 
 * No changed product: no file, and the task is skipped (no asset event).
 * Re-running an interval overwrites its own file; backfills over past intervals work
-  (`airflow dags backfill catalog_ingest_products -s ... -e ...`).
+  (`airflow backfill create --dag-id catalog_ingest_products --from-date ... --to-date ...`).
 * The lookback (default 5 minutes) catches rows whose `updated_at` was stamped before a long
   transaction committed; the duplicates it causes are skipped by the sync's change detection.
-* The task's outlet is the landing Asset `s3://<landing bucket>/landing/`, which the sync DAG can
-  be scheduled on.
+* The task's outlet is the landing Asset `s3://$FACEBOOK_CATALOG_LANDING_BUCKET/landing/` (an
+  environment variable, read at parse time), which the sync DAG can be scheduled on.
 
 Settings (Airflow Variables; a run's params override them):
 
 | Variable | Default |
 | --- | --- |
-| `facebook_catalog_landing_bucket` | `facebook-catalog-landing` (read when the file is parsed) |
+| `facebook_catalog_landing_bucket` | `facebook-catalog-landing` (the sync reads the same Variable) |
 | `facebook_catalog_ingest_conn_id` | `products_db` (type `postgres` or `mysql`) |
 | `facebook_catalog_ingest_lookback_minutes` | `5` |
 | `facebook_catalog_ingest_query` | JSON column mapping; see docs/ingestion.md |
@@ -34,7 +34,12 @@ from datetime import datetime, timedelta, timezone
 
 from airflow.sdk import DAG, CronDataIntervalTimetable, Param
 
-from facebook_catalog.assets import LANDING_PREFIX, configured_landing_bucket, landing_asset
+from facebook_catalog.assets import (
+    DEFAULT_LANDING_BUCKET,
+    LANDING_BUCKET_VARIABLE,
+    LANDING_PREFIX,
+    configured_landing_asset,
+)
 from facebook_catalog.operators.ingest import (
     DEFAULT_FETCH_SIZE,
     DEFAULT_LOOKBACK_MINUTES,
@@ -64,9 +69,10 @@ QUERY_TEMPLATE = (
     + "', none)) | tojson }}"
 )
 
-# The Asset's URI is part of the DAG's structure, so the bucket is read at parse time; the other
-# settings are templates, read when the task runs.
-landing_bucket = configured_landing_bucket()
+# The bucket written to is the Variable with the sync's own default, read when the task runs,
+# exactly as the sync reads it: the two can never disagree. The Asset is part of the DAG's
+# structure, so it comes from the environment at parse time (configured_landing_asset).
+BUCKET_TEMPLATE = "{{ var.value.get('" + LANDING_BUCKET_VARIABLE + "', '" + DEFAULT_LANDING_BUCKET + "') }}"
 
 with DAG(
     dag_id="catalog_ingest_products",
@@ -111,11 +117,11 @@ with DAG(
     SqlProductsToLandingOperator(
         task_id="write_changed_products",
         sql_conn_id=CONN_ID_TEMPLATE,
-        bucket=landing_bucket,
+        bucket=BUCKET_TEMPLATE,
         prefix=LANDING_PREFIX,
         lookback_minutes=LOOKBACK_MINUTES_TEMPLATE,
         query_config=QUERY_TEMPLATE,
         fetch_size="{{ params.fetch_size }}",
-        outlets=[landing_asset(landing_bucket)],
+        outlets=[configured_landing_asset()],
         execution_timeout=timedelta(minutes=45),
     )

@@ -23,8 +23,9 @@ A failed run also sends a short summary to the SNS topic in the Variable
 `facebook_catalog_sns_topic_arn`, when it is set.
 
 Settings come from the run's params, else Airflow Variables `facebook_catalog_<name>`, else the
-defaults listed in the README. Set `FACEBOOK_CATALOG_SYNC_SCHEDULE=asset` in the environment to run
-on the ingestion DAG's landing Asset instead of hourly.
+defaults listed in the README. Set `FACEBOOK_CATALOG_SYNC_SCHEDULE=asset` (or `asset_or_hourly`)
+in the environment to run on the ingestion DAG's landing Asset instead of hourly; the Asset's
+bucket is `FACEBOOK_CATALOG_LANDING_BUCKET` (docs/ingestion.md).
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from typing import Any
 from airflow.providers.common.compat.sdk import AirflowFailException, AirflowSkipException
 from airflow.sdk import DAG, Param, Variable, get_current_context, task, teardown
 
+from facebook_catalog.assets import sync_schedule
 from facebook_catalog.observability import make_failure_callback
 from facebook_catalog.operators.items_batch import FacebookCatalogItemsBatchOperator
 from facebook_catalog.sync_settings import SYNC_SETTINGS, resolve_sync_settings
@@ -51,14 +53,6 @@ SYNC_TASK = "sync_catalog"
 def _setting(name: str) -> str:
     """A template that reads a resolved setting from the snapshot task's XCom."""
     return "{{ ti.xcom_pull(task_ids='" + SNAPSHOT_TASK + "')['settings']['" + name + "'] }}"
-
-
-def _schedule() -> Any:
-    if os.environ.get("FACEBOOK_CATALOG_SYNC_SCHEDULE", "hourly").strip().lower() == "asset":
-        from facebook_catalog.assets import landing_asset
-
-        return [landing_asset(os.environ.get("FACEBOOK_CATALOG_LANDING_BUCKET", "facebook-catalog-landing"))]
-    return "@hourly"
 
 
 def _catalog_id(settings: dict[str, Any]) -> str:
@@ -89,7 +83,7 @@ def _landing_zone(settings: dict[str, Any]) -> Any:
 
 with DAG(
     dag_id=DAG_ID,
-    schedule=_schedule(),
+    schedule=sync_schedule("@hourly"),
     start_date=datetime(2025, 1, 1),
     catchup=False,
     max_active_runs=1,

@@ -213,7 +213,9 @@ def run_interval(
     monkeypatch: pytest.MonkeyPatch,
 ) -> RunInterval:
     """Run the DAG for the hour starting at ``start`` (its logical date is the hour's end)."""
+    # As a deployment sets it: the Variable for the tasks, the environment for the Asset.
     monkeypatch.setenv("AIRFLOW_VAR_FACEBOOK_CATALOG_LANDING_BUCKET", s3_buckets.landing)
+    monkeypatch.setenv("FACEBOOK_CATALOG_LANDING_BUCKET", s3_buckets.landing)
     monkeypatch.setenv("AIRFLOW_VAR_FACEBOOK_CATALOG_INGEST_QUERY", json.dumps(QUERY_VARIABLE))
 
     def run(start: datetime, conf: dict[str, Any] | None = None, expect: str = "success") -> DagRunResult:
@@ -590,3 +592,50 @@ def test_run_params_override_the_variables_and_stock_changes_select_products(
             "Tigris",
         ],
     ]
+
+
+def test_mysql_connector_python_client_streams_the_same_rows(
+    mariadb_database: SqlDatabase,
+    s3_buckets: S3Buckets,
+    run_dag: Callable[..., DagRunResult],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The MySQL provider's pure-Python client (connection extra ``client``) works as well as mysqlclient."""
+    db = mariadb_database
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_PRODUCTS_DB",
+        json.dumps(
+            {
+                "conn_type": "mysql",
+                "host": "127.0.0.1",
+                "port": 3306,
+                "login": "root",
+                "schema": db.name,
+                "extra": {"client": "mysql-connector-python"},
+            }
+        ),
+    )
+    # Only the Variable: it alone decides where the file goes (the Asset keeps the default name).
+    monkeypatch.setenv("AIRFLOW_VAR_FACEBOOK_CATALOG_LANDING_BUCKET", s3_buckets.landing)
+    monkeypatch.delenv("FACEBOOK_CATALOG_LANDING_BUCKET", raising=False)
+    hour = utc(12, 7)
+    create_shop_schema(db)
+    insert_products(db, [catalog_product(n, name=f"منتج {n}") for n in range(1, 8)], at=utc(12, 7, 30))
+    set_stock(db, "sku-0002", "baghdad", 9, at=utc(12, 7, 30))
+
+    run = run_dag(DAG_ID, conf={"fetch_size": 3}, logical_date=hour + timedelta(hours=1))
+    assert run.state == "success", run.output[-5000:]
+    assert (run.xcom(TASK_ID)["rows"], run.xcom(TASK_ID)["batches"]) == (7, 3)
+    rows = read_csv(s3_buckets, object_key(hour))
+    assert rows[0] == HEADER
+    assert rows[2] == [
+        "sku-0002",
+        "منتج 2",
+        "Description of product 2",
+        "https://shop.example/p/2",
+        "img/2.jpg",
+        "in stock",
+        "2.50 IQD",
+        "Tigris",
+    ]
+    assert [row[0] for row in rows[1:]] == [f"sku-{n:04d}" for n in range(1, 8)]

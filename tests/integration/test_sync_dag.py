@@ -415,3 +415,26 @@ def test_change_detection_sends_only_what_changed_and_retries_what_meta_rejected
     assert fifth.state == "success"
     assert report_of(s3, fifth.run_id)["counts"]["items_sent"] == 3
     assert len(read(s3, s3.synced, f"state/{CATALOG}/item_hashes.bin")) == 28 + 16 * 3
+
+
+@pytest.mark.parametrize("mode", ["hourly", "asset", "asset_or_hourly"])
+def test_the_sync_can_run_hourly_or_on_the_ingestion_dags_landing_asset(
+    mode: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from airflow.sdk import Asset
+
+    from tests.fixtures.airflow import REPO_ROOT, load_dag
+
+    monkeypatch.setenv("FACEBOOK_CATALOG_SYNC_SCHEDULE", mode)
+    monkeypatch.setenv("FACEBOOK_CATALOG_LANDING_BUCKET", "shop-landing")
+    sync = load_dag(REPO_ROOT / "dags" / "facebook_catalog_sync.py", DAG_ID)
+    ingest = load_dag(REPO_ROOT / "dags" / "catalog_ingest_products.py", "catalog_ingest_products")
+    landing = Asset(uri="s3://shop-landing/landing/")
+    (outlet,) = [o for task in ingest.tasks for o in task.outlets]
+    assert outlet == landing
+    condition = getattr(sync.timetable, "asset_condition", None)
+    assert (condition == landing) == (mode != "hourly")
+    runs_hourly = (
+        "0 * * * *" in repr(sync.timetable) or getattr(sync.timetable, "_expression", "") == "0 * * * *"
+    )
+    assert runs_hourly == (mode != "asset")
