@@ -50,7 +50,7 @@ e2e: venv
 	$(BIN)/pytest tests/e2e -q -p no:cacheprovider -s
 
 # The Amazon MWAA bundle in dist/mwaa/: dags/, requirements.txt, plugins.zip (see docs/deployment.md).
-# --build-sdists: mysqlclient (MySQL provider) is published only as source; it is built here.
-MWAA_BUNDLE_ARGS ?= --build-sdists
+# Extra arguments, e.g. --build-sdists when a dependency MWAA lacks is published only as source.
+MWAA_BUNDLE_ARGS ?=
 mwaa-bundle: venv
 	$(BIN)/python scripts/build_mwaa_bundle.py --out dist/mwaa $(MWAA_BUNDLE_ARGS)

@@ -343,7 +343,10 @@ class StateRecorder(threading.Thread):
         self.processes = processes
         self.interval = interval
         self.transitions: list[Transition] = []
+        # (time, trigger id, triggerer job id) each time a trigger appears or changes triggerer.
+        self.trigger_assignments: list[tuple[float, int, int | None]] = []
         self._last: dict[tuple[str, str, str], tuple[int, str | None]] = {}
+        self._last_assignment: dict[int, int | None] = {}
         self._stop_event = threading.Event()
         self.errors = 0
 
@@ -353,15 +356,24 @@ class StateRecorder(threading.Thread):
 
         engine = create_engine(self.db_url, poolclass=NullPool)
         query = text("SELECT dag_id, run_id, task_id, try_number, state FROM task_instance")
+        triggers = text("SELECT id, triggerer_id FROM trigger")
         try:
             while not self._stop_event.is_set():
                 try:
                     with engine.connect() as conn:
                         rows = conn.execute(query).all()
+                        assignments = conn.execute(triggers).all()
                 except Exception:
                     self.errors += 1
-                    rows = []
+                    rows, assignments = [], []
                 now = time.time()
+                for trigger_id, triggerer_id in assignments:
+                    if (
+                        trigger_id not in self._last_assignment
+                        or self._last_assignment[trigger_id] != triggerer_id
+                    ):
+                        self._last_assignment[trigger_id] = triggerer_id
+                        self.trigger_assignments.append((now, trigger_id, triggerer_id))
                 for dag_id, run_id, task_id, try_number, state in rows:
                     key = (dag_id, run_id, task_id)
                     value = (int(try_number or 0), state)
@@ -429,6 +441,10 @@ class AirflowCluster:
 
     def start_triggerer(self) -> ManagedProcess:
         return self.processes.start("triggerer", [AIRFLOW, "triggerer"], self.env)
+
+    def latest_triggerer_job(self) -> int | None:
+        rows = self.query("SELECT id FROM job WHERE job_type = 'TriggererJob' ORDER BY id DESC LIMIT 1")
+        return int(rows[0]["id"]) if rows else None
 
     def triggerer_job_alive(self, after: float) -> bool:
         """A TriggererJob started after ``after`` (epoch seconds) is running and heartbeating."""

@@ -47,6 +47,8 @@ LANDING_FILES = {
 }
 PRODUCT_COUNT = 7_500
 FAILED_STATES = {"failed", "upstream_failed"}
+# At least this long without a triggerer: a few poll intervals (the DAG polls every 2 s here).
+TRIGGERER_DOWN_SECONDS = 6.0
 
 
 def product_row(i: int) -> str:
@@ -99,6 +101,8 @@ def probe_state(cluster: AirflowCluster) -> str | None:
 @pytest.mark.parametrize("airflow_cluster", ["celery", "local"], indirect=True)
 def test_sync_defers_frees_the_worker_slot_and_survives_a_triggerer_crash(
     airflow_cluster: AirflowCluster,
+    capsys: pytest.CaptureFixture[str],
+    record_property: Any,
 ) -> None:
     cluster = airflow_cluster
     began = time.time()
@@ -134,6 +138,8 @@ def test_sync_defers_frees_the_worker_slot_and_survives_a_triggerer_crash(
         60,
         0.25,
     )
+    sync_trigger_id = cluster.task_instances(SYNC_DAG_ID, run_id)[SYNC_TASK_ID]["trigger_id"]
+    old_triggerer_job = cluster.latest_triggerer_job()
     killed_triggerer = cluster.processes["triggerer"]
     cluster.processes.kill("triggerer", signal.SIGKILL)
     killed_at = time.time()
@@ -146,7 +152,8 @@ def test_sync_defers_frees_the_worker_slot_and_survives_a_triggerer_crash(
         lambda: probe_state(cluster) == "success",
         150,
     )
-    # With no triggerer alive, nothing polls Meta and the task is still deferred.
+    # With no triggerer alive, nothing polls Meta and the task stays deferred (watched for a few polls).
+    time.sleep(max(0.0, killed_at + TRIGGERER_DOWN_SECONDS - time.time()))
     assert calls_since(cluster, "check_batch_request_status", killed_at + 1) == []
     assert sync_state(cluster, run_id, triggerer_down=True) == "deferred"
 
@@ -156,6 +163,8 @@ def test_sync_defers_frees_the_worker_slot_and_survives_a_triggerer_crash(
     wait_for(
         "the new triggerer to heartbeat", lambda: cluster.triggerer_job_alive(after=restarted_at - 1), 120
     )
+    new_triggerer_job = cluster.latest_triggerer_job()
+    assert new_triggerer_job != old_triggerer_job
     final_state = wait_for(
         "the sync run to finish",
         lambda: next(
@@ -176,8 +185,14 @@ def test_sync_defers_frees_the_worker_slot_and_survives_a_triggerer_crash(
         assert cluster.processes["celery-worker"].alive()
     assert calls_since(cluster, "check_batch_request_status", restarted_at), "the new triggerer never polled"
 
-    # The metadata DB: one try, deferred once, resumed after the new triggerer started.
+    # The metadata DB: the trigger ran on the killed triggerer, then was handed to the new one.
     assert cluster.recorder is not None
+    owners = [job for _, trigger, job in cluster.recorder.trigger_assignments if trigger == sync_trigger_id]
+    assert old_triggerer_job in owners, owners
+    assert owners[-1] == new_triggerer_job, owners
+    assert owners.index(new_triggerer_job) > owners.index(old_triggerer_job), owners
+
+    # The metadata DB: one try, deferred once, resumed after the new triggerer started.
     timeline = cluster.recorder.of(SYNC_DAG_ID, SYNC_TASK_ID)
     states = [t.state for t in timeline]
     assert "deferred" in states, states
@@ -229,11 +244,14 @@ def test_sync_defers_frees_the_worker_slot_and_survives_a_triggerer_crash(
 
     slot_held = sum(end - start for start, end in running)
     deferred_for = deferred_until - deferred_from
-    print(
-        f"\n[e2e] {cluster.executor}: sync_catalog held a worker slot {slot_held:.1f} s "
-        f"({' + '.join(f'{end - start:.1f}' for start, end in running)} s running) and was deferred "
-        f"{deferred_for:.1f} s (Meta processing {PROCESSING_SECONDS:.0f} s; triggerer down "
-        f"{restarted_at - killed_at:.1f} s); probe task ran "
-        f"{(probe['end_date'] - probe['start_date']).total_seconds():.1f} s inside the deferral; "
-        f"scenario {finished - began:.1f} s"
-    )
+    record_property("worker_slot_held_seconds", round(slot_held, 1))
+    record_property("deferred_seconds", round(deferred_for, 1))
+    with capsys.disabled():  # shown in `make test` output too, not only with -s
+        print(
+            f"\n[e2e] {cluster.executor}: sync_catalog held a worker slot {slot_held:.1f} s "
+            f"({' + '.join(f'{end - start:.1f}' for start, end in running)} s running) and was deferred "
+            f"{deferred_for:.1f} s (Meta processing {PROCESSING_SECONDS:.0f} s; triggerer down "
+            f"{restarted_at - killed_at:.1f} s); probe task ran "
+            f"{(probe['end_date'] - probe['start_date']).total_seconds():.1f} s inside the deferral; "
+            f"scenario {finished - began:.1f} s"
+        )
