@@ -70,6 +70,9 @@ def test_12345_products_reach_the_catalog_in_three_calls(
     assert summary["items_sent"] == 12_345
     assert sorted(summary["statuses"].values()) == ["finished"] * 3
     assert "emulator-token" not in json.dumps(summary)
+    # Airflow 3 resolves extra links when the task ends and keeps them for the UI.
+    link = result.xcom("upsert_products", key="_link_FacebookCatalogLink")
+    assert link == f"https://business.facebook.com/commerce/catalogs/{CATALOG}/products"
 
 
 def test_throttling_and_server_errors_still_converge(
