@@ -17,11 +17,13 @@ from airflow.sdk import BaseHook
 
 from facebook_catalog.hooks.graph_api import (
     BatchStatus,
+    CallPacer,
     GraphApiError,
     GraphApiRetryPolicy,
     GraphApiSettings,
     ItemsBatchResponse,
     RetryState,
+    ThrottledGraphApiError,
     auth_headers,
     batch_status_params,
     catalog_params,
@@ -73,6 +75,8 @@ class _FacebookCatalogHookBase(BaseHook):
         #: Retries spent waiting out Meta's throttling, for run reports and metrics.
         self.throttled_retries = 0
         self.transient_retries = 0
+        #: Paces this hook's items_batch calls to the Catalog Batch budget once Meta reveals it.
+        self.items_batch_pacer = CallPacer()
 
     def _settings_from(self, conn: Any, extra: dict[str, Any]) -> GraphApiSettings:
         return settings_from_connection(
@@ -91,6 +95,10 @@ class _FacebookCatalogHookBase(BaseHook):
             state.transient_retries,
             state.throttled_retries,
         )
+
+    def _note_refusal(self, endpoint: str, error: GraphApiError) -> None:
+        if endpoint == ITEMS_BATCH and isinstance(error, ThrottledGraphApiError):
+            self.items_batch_pacer.record_refusal(error.retry_after)
 
     def _count_retries(self, state: RetryState) -> None:
         self.throttled_retries += state.throttled_retries
@@ -154,7 +162,12 @@ class FacebookCatalogHook(_FacebookCatalogHookBase):
         settings = self.settings
         form = items_batch_form(settings, _payload_bytes(payload))
         files = [(name, (None, value)) for name, value in form]
+        wait = self.items_batch_pacer.wait_before_call()
+        if wait:
+            self.log.info("Pacing items_batch to Meta's call budget: waiting %.1f s", wait)
+            time.sleep(wait)
         body = self._call("POST", settings.items_batch_url, ITEMS_BATCH, files=files)
+        self.items_batch_pacer.record_accepted()
         response = parse_items_batch_response(body, request_count)
         self.log.info(
             "items_batch: %d requests, %d bytes -> handle %s",
@@ -202,6 +215,7 @@ class FacebookCatalogHook(_FacebookCatalogHookBase):
                 try:
                     return self._call_once(method, url, endpoint, settings, **kwargs)
                 except GraphApiError as error:
+                    self._note_refusal(endpoint, error)
                     delay = state.next_delay(error)
                     if delay is None:
                         raise
@@ -265,7 +279,11 @@ class FacebookCatalogAsyncHook(_FacebookCatalogHookBase):
         self, payload: bytes | str, request_count: int, session: aiohttp.ClientSession | None = None
     ) -> ItemsBatchResponse:
         settings = await self.get_settings()
+        wait = self.items_batch_pacer.wait_before_call()
+        if wait:
+            await asyncio.sleep(wait)
         body = await self._post_items_batch(session, settings, _payload_bytes(payload))
+        self.items_batch_pacer.record_accepted()
         return parse_items_batch_response(body, request_count)
 
     async def get_batch_status(
@@ -335,6 +353,7 @@ class FacebookCatalogAsyncHook(_FacebookCatalogHookBase):
                 try:
                     return await self._call_once(active, method, url, endpoint, settings, form, params)
                 except GraphApiError as error:
+                    self._note_refusal(endpoint, error)
                     delay = state.next_delay(error)
                     if delay is None:
                         raise

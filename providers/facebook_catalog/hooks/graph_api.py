@@ -14,7 +14,8 @@ import math
 import random
 import re
 import time
-from collections.abc import Iterable, Mapping
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -470,6 +471,52 @@ class RetryState:
         if self.deadline is not None and (now if now is not None else time.time()) + delay > self.deadline:
             return None
         return delay
+
+
+class CallPacer:
+    """Spaces items_batch calls to Meta's Catalog Batch budget, learned from its first refusal.
+
+    Meta answers a call over budget with 80014 and the time until the budget's window frees a
+    call. At that first refusal every call accepted so far lies in the window (a run bursts),
+    so their number is the budget and ``refusal time + wait - first call`` is the window. From
+    then on a call waits until fewer than ``budget`` calls lie in the last ``window`` seconds, so
+    a run of any length is refused about once instead of once per window. A later refusal (the
+    budget shrank, or the estimate was off) tightens both.
+    """
+
+    #: Seconds added to each computed wait, for clock granularity on either side.
+    MARGIN = 0.01
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
+        self.accepted: deque[float] = deque(maxlen=100_000)
+        self.budget: int | None = None
+        self.window: float | None = None
+
+    def wait_before_call(self) -> float:
+        if self.budget is None or self.window is None:
+            return 0.0
+        now = self.clock()
+        in_window = [t for t in self.accepted if t > now - self.window]
+        if len(in_window) < self.budget:
+            return 0.0
+        return max(0.0, in_window[-self.budget] + self.window - now + self.MARGIN)
+
+    def record_accepted(self) -> None:
+        self.accepted.append(self.clock())
+
+    def record_refusal(self, retry_after: float | None) -> None:
+        if not retry_after or not self.accepted:
+            return
+        now = self.clock()
+        if self.budget is None or self.window is None:
+            self.budget = len(self.accepted)
+            self.window = now + retry_after - self.accepted[0]
+            return
+        in_window = [t for t in self.accepted if t > now - self.window]
+        if in_window:
+            self.budget = max(1, min(self.budget, len(in_window)))
+            self.window = max(self.window, now + retry_after - in_window[0])
 
 
 # --------------------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ import pytest
 
 from facebook_catalog.hooks.graph_api import (
     BatchStatus,
+    CallPacer,
     GraphApiConfigurationError,
     GraphApiResponseError,
     GraphApiRetryPolicy,
@@ -310,3 +311,45 @@ class TestResponses:
     def test_final_and_failed_statuses(self, value: str, final: bool, failed: bool) -> None:
         status = parse_batch_status_response({"data": [{"handle": "h", "status": value}]}, "h")
         assert (status.is_final, status.failed) == (final, failed)
+
+
+class TestCallPacer:
+    """Budget 3 calls per 10 s window, as a Catalog Batch limit would be, on a fake clock."""
+
+    def test_no_waiting_until_meta_refuses_a_call(self) -> None:
+        pacer = CallPacer(clock=lambda: 0.0)
+        for _ in range(50):
+            assert pacer.wait_before_call() == 0.0
+            pacer.record_accepted()
+
+    def test_after_the_first_refusal_calls_are_spaced_to_the_learned_budget(self) -> None:
+        now = [0.0]
+        pacer = CallPacer(clock=lambda: now[0])
+        for moment in (0.0, 1.0, 2.0):  # three calls accepted, the fourth refused at t=3
+            now[0] = moment
+            pacer.record_accepted()
+        now[0] = 3.0
+        pacer.record_refusal(retry_after=7.0)  # the t=0 call leaves the window at t=10
+        assert (pacer.budget, pacer.window) == (3, 10.0)
+        assert pacer.wait_before_call() == pytest.approx(7.0 + CallPacer.MARGIN)
+        now[0] = 10.01
+        pacer.record_accepted()
+        now[0] = 10.5
+        assert pacer.wait_before_call() == pytest.approx(0.5 + CallPacer.MARGIN)  # t=1 leaves at 11
+        now[0] = 30.0
+        assert pacer.wait_before_call() == 0.0
+
+    def test_a_later_refusal_tightens_the_budget(self) -> None:
+        now = [0.0]
+        pacer = CallPacer(clock=lambda: now[0])
+        for moment in (0.0, 1.0, 2.0):
+            now[0] = moment
+            pacer.record_accepted()
+        pacer.record_refusal(retry_after=8.0)
+        now[0] = 20.0
+        pacer.record_accepted()
+        now[0] = 21.0
+        pacer.record_accepted()
+        pacer.record_refusal(retry_after=9.0)  # only two fit now
+        assert pacer.budget == 2
+        assert pacer.wait_before_call() > 0
