@@ -171,7 +171,11 @@ def read_s3_feed(
             source = f"s3://{bucket}/{key}"
             path = os.path.join(directory, "object")
             with open(path, "wb") as handle:
-                client.download_fileobj(bucket, key, handle)
+                # One streamed GET in 1 MiB reads: boto3's transfer manager would hold up to
+                # ten 8 MiB parts in memory at once for a large object.
+                body = client.get_object(Bucket=bucket, Key=key)["Body"]
+                for chunk in body.iter_chunks(chunk_size=1 << 20):
+                    handle.write(chunk)
             tally = FeedTally(source)
             mark = spool.mark()
             error: str | None = None
