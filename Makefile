@@ -12,7 +12,7 @@ $(STAMP): pyproject.toml
 	scripts/ensure-system-packages.sh
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip uv
-	$(BIN)/uv pip install --quiet --python $(BIN)/python -e '.[test]'
+	$(BIN)/uv pip install --quiet --python $(BIN)/python -e '.[test,bench]'
 	touch $(STAMP)
 
 lint: venv
@@ -54,3 +54,14 @@ e2e: venv
 MWAA_BUNDLE_ARGS ?=
 mwaa-bundle: venv
 	$(BIN)/python scripts/build_mwaa_bundle.py --out dist/mwaa $(MWAA_BUNDLE_ARGS)
+
+.PHONY: bench
+
+# The benchmarks (benchmarks/README.md): real Airflow processes on the local PostgreSQL, moto S3
+# and the Graph API emulator. Each script prints a table and appends it to benchmarks/RESULTS.md.
+# Takes about 15 minutes (the 1,000,000-product feed run included); `.ci/run` starts PostgreSQL.
+bench: venv
+	$(BIN)/python -m benchmarks.worker_slot
+	$(BIN)/python -m benchmarks.triggerer_footprint
+	$(BIN)/python -m benchmarks.feed_throughput
+	$(BIN)/python -m benchmarks.rate_limit_pacing

@@ -1,0 +1,3 @@
+"""Benchmarks of airflow-provider-facebook-catalog: see benchmarks/README.md. Run with `make bench`."""
+
+from __future__ import annotations
