@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from array import array
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
@@ -33,32 +34,34 @@ def deduplicate(items: Iterable[FeedItem]) -> DeduplicatedItems:
 
 
 def last_occurrences(keys: Sequence[int], same_item: Callable[[int, int], bool]) -> bytearray:
-    """For rows identified by hashed ``keys`` (in reading order), flag the rows to keep: the last
-    occurrence of each item. ``same_item(i, j)`` confirms that rows i and j with equal hashes
-    really are the same id, so a hash collision never drops a product.
+    """For rows identified by 64-bit hashed ``keys`` (in reading order), flag the rows to keep:
+    the last occurrence of each item. ``same_item(i, j)`` confirms that rows i and j with equal
+    hashes really are the same id, so a hash collision never drops a product.
 
-    Memory is one byte a row plus a transient index, not a dict of every id, so it serves
-    snapshots of millions of rows.
+    Rows are first partitioned by the hash's top 8 bits (4 bytes a row), then each partition is
+    resolved with a small dict: memory stays a few bytes a row, not a Python object per row, so
+    it serves snapshots of millions of rows.
     """
     keep = bytearray(len(keys))
-    order = sorted(range(len(keys)), key=keys.__getitem__)  # stable: equal keys keep row order
-    group: list[int] = []
-    for position, row in enumerate(order):
-        group.append(row)
-        if position + 1 < len(order) and keys[order[position + 1]] == keys[row]:
-            continue
-        if len(group) == 1:
-            keep[row] = 1
-        else:
-            _keep_last_per_id(group, same_item, keep)
-        group = []
+    partitions = [array("I") for _ in range(256)]
+    for row, key in enumerate(keys):
+        partitions[key >> 56].append(row)
+    for index, rows in enumerate(partitions):
+        latest: dict[int, list[int]] = {}  # hash -> last row of each distinct id with that hash
+        for row in rows:
+            key = keys[row]
+            holders = latest.get(key)
+            if holders is None:
+                latest[key] = [row]
+                continue
+            for position, held in enumerate(holders):
+                if same_item(held, row):
+                    holders[position] = row
+                    break
+            else:
+                holders.append(row)
+        for holders in latest.values():
+            for row in holders:
+                keep[row] = 1
+        partitions[index] = array("I")  # free the partition as soon as it is resolved
     return keep
-
-
-def _keep_last_per_id(rows: list[int], same_item: Callable[[int, int], bool], keep: bytearray) -> None:
-    """Rows sharing a hash, in row order: keep the last row of each distinct id among them."""
-    remaining = rows
-    while remaining:
-        last = remaining[-1]
-        keep[last] = 1
-        remaining = [r for r in remaining[:-1] if not same_item(r, last)]
