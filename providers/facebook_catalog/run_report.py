@@ -14,6 +14,14 @@ REPORT_VERSION = 1
 MAX_ERROR_SAMPLES = 20
 
 
+def meta_totals(submitted: dict[str, Any], batches: list[dict[str, Any]]) -> tuple[int, int, int]:
+    """Meta's error and warning totals over the batches, and the items Meta rejected: the items
+    with errors plus every item of a call Meta ingested nothing from."""
+    errors = sum(int(b.get("errors_total_count") or 0) for b in batches)
+    warnings = sum(int(b.get("warnings_total_count") or 0) for b in batches)
+    return errors, warnings, errors + int(submitted.get("items_not_ingested") or 0)
+
+
 def build_report(
     *,
     dag_id: str,
@@ -26,8 +34,7 @@ def build_report(
     report_key: str,
 ) -> dict[str, Any]:
     read_counts = submitted.get("counts") or {}
-    errors_total = sum(int(b.get("errors_total_count") or 0) for b in batches)
-    warnings_total = sum(int(b.get("warnings_total_count") or 0) for b in batches)
+    errors_total, warnings_total, rejected_by_meta = meta_totals(submitted, batches)
     handles = list(submitted.get("handles") or [])
     counts = {
         "files_read": int(read_counts.get("files_read") or 0),
@@ -38,7 +45,7 @@ def build_report(
         "items_unchanged": int(read_counts.get("items_unchanged") or 0),
         "items_confirmed": int(read_counts.get("items_confirmed") or 0),
         "items_sent": int(submitted.get("items_sent") or 0),
-        "items_rejected_by_meta": errors_total + int(submitted.get("items_not_ingested") or 0),
+        "items_rejected_by_meta": rejected_by_meta,
         "warnings_from_meta": warnings_total,
         "calls": int(submitted.get("calls") or 0),
         "handles": len(handles),

@@ -27,7 +27,7 @@ from facebook_catalog.hooks.graph_api import (
     GraphApiRetryPolicy,
     PermanentGraphApiError,
 )
-from facebook_catalog.run_report import build_report
+from facebook_catalog.run_report import build_report, meta_totals
 from facebook_catalog.triggers.items_batch import (
     DEFAULT_POLL_INTERVAL,
     FacebookCatalogBatchStatusTrigger,
@@ -569,16 +569,16 @@ class FacebookCatalogItemsBatchOperator(BaseOperator):
     def _summary(
         self, submitted: dict[str, Any], batches: list[dict[str, Any]], event: dict[str, Any] | None = None
     ) -> dict[str, Any]:
-        errors_total = sum(int(b.get("errors_total_count") or 0) for b in batches)
+        errors_total, warnings_total, rejected_by_meta = meta_totals(submitted, batches)
         return {
             "catalog_id": submitted.get("catalog_id"),
             "calls": submitted.get("calls", 0),
             "items_sent": submitted.get("items_sent", 0),
             "handles": submitted.get("handles", []),
             "statuses": {b["handle"]: b["status"] for b in batches},
-            "items_rejected_by_meta": errors_total + int(submitted.get("items_not_ingested") or 0),
+            "items_rejected_by_meta": rejected_by_meta,
             "errors_total_count": errors_total,
-            "warnings_total_count": sum(int(b.get("warnings_total_count") or 0) for b in batches),
+            "warnings_total_count": warnings_total,
             "error_samples": [e for b in batches for e in b.get("errors") or []][:MAX_SAMPLES_IN_MESSAGE],
             "invalid_item_ids": [i for b in batches for i in b.get("ids_of_invalid_requests") or []][:100],
             "throttled_retries": int(submitted.get("throttled_retries") or 0)
