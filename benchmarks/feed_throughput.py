@@ -366,7 +366,8 @@ def report(results: dict[int, dict[str, dict[str, Any]]]) -> Report:
         "items/s = products in the file / seconds from the first S3 byte to the last items_batch "
         "answer. *emulator s* = the emulator's own time answering items_batch (body read, form "
         "parse, JSON parse, per-item validation; measured inside it); *client items/s* leaves it out.",
-        "peak RSS = the child process's ru_maxrss; *after imports* = its RSS once the pipeline's modules "
+        "peak RSS = the child process's VmHWM (its ru_maxrss would include the parent's size, which "
+        "Linux carries across exec); *after imports* = its RSS once the pipeline's modules "
         "were imported (Airflow + boto3 for ours, pandas + boto3 + facebook-business for the baseline), "
         "before any product was read; *pipeline MiB* = the difference.",
         f"Target: peak memory under {TARGET_PEAK_MB:.0f} MB and flat from the smallest to the largest size: "

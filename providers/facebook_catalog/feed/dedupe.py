@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from array import array
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from facebook_catalog.feed.model import FeedItem
@@ -33,23 +32,21 @@ def deduplicate(items: Iterable[FeedItem]) -> DeduplicatedItems:
     return DeduplicatedItems(list(latest.values()), duplicates)
 
 
-def last_occurrences(keys: Sequence[int], same_item: Callable[[int, int], bool]) -> bytearray:
-    """For rows identified by 64-bit hashed ``keys`` (in reading order), flag the rows to keep:
-    the last occurrence of each item. ``same_item(i, j)`` confirms that rows i and j with equal
-    hashes really are the same id, so a hash collision never drops a product.
+def last_occurrences(
+    rows: int, partitions: Iterable[Iterable[tuple[int, int]]], same_item: Callable[[int, int], bool]
+) -> bytearray:
+    """Flag, of ``rows`` rows, the ones to keep: the last occurrence of each item.
 
-    Rows are first partitioned by the hash's top 8 bits (4 bytes a row), then each partition is
-    resolved with a small dict: memory stays a few bytes a row, not a Python object per row, so
-    it serves snapshots of millions of rows.
+    Rows come as (row, 64-bit hash of the item's id) pairs, in reading order within a partition,
+    and partitioned by hash so that equal hashes share a partition: each partition is resolved
+    with a dict of its own, so memory is one partition's, not a Python object per row (the spool
+    keeps its partitions on disk). ``same_item(i, j)`` confirms that rows i and j with equal
+    hashes really are the same id, so a hash collision never drops a product.
     """
-    keep = bytearray(len(keys))
-    partitions = [array("I") for _ in range(256)]
-    for row, key in enumerate(keys):
-        partitions[key >> 56].append(row)
-    for index, rows in enumerate(partitions):
+    keep = bytearray(rows)
+    for partition in partitions:
         latest: dict[int, list[int]] = {}  # hash -> last row of each distinct id with that hash
-        for row in rows:
-            key = keys[row]
+        for row, key in partition:
             holders = latest.get(key)
             if holders is None:
                 latest[key] = [row]
@@ -63,5 +60,4 @@ def last_occurrences(keys: Sequence[int], same_item: Callable[[int, int], bool])
         for holders in latest.values():
             for row in holders:
                 keep[row] = 1
-        partitions[index] = array("I")  # free the partition as soon as it is resolved
     return keep

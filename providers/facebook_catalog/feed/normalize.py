@@ -85,8 +85,11 @@ _SURROGATES = re.compile("[\ud800-\udfff]")
 
 def _clean_text(value: str, multiline: bool) -> tuple[str, int]:
     """The trimmed, NFC-normalized text and the number of control characters removed."""
-    if value.isascii() and value.isprintable():
-        return value.strip(), 0
+    if value.isprintable():
+        # No control character, line break or lone surrogate (none is printable): only NFC is left.
+        if value.isascii() or unicodedata.is_normalized("NFC", value):
+            return value.strip(), 0
+        return unicodedata.normalize("NFC", value).strip(), 0
     text = value
     if "\r" in text:
         text = text.replace("\r\n", "\n").replace("\r", "\n")

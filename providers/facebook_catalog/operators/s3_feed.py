@@ -3,10 +3,10 @@
 Memory stays flat however many products the snapshot holds:
 
 - each object is streamed to a temporary file, never into memory;
-- each good row is encoded once, as its items_batch request, and appended to a spool file on
-  disk; memory keeps 28 bytes a row (spool offset, id hash, content hash, file number);
-- duplicates are resolved on the hashes (the last occurrence of an id wins, across files in
-  order), confirmed on the real ids, with one byte a row;
+- each good row is encoded once, as its items_batch request (whose bytes also give its content
+  hash), and appended to a spool file on disk; its id hash goes to one of 64 partition files;
+- duplicates are resolved one partition at a time on the hashes (the last occurrence of an id
+  wins, across files in order), confirmed on the real ids; what stays is one byte a row;
 - rejected rows go straight to a CSV file; only samples stay in memory.
 
 A file-level problem (missing column, not a CSV, corrupt gzip, ...) can surface mid-file: the
@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import os
 import struct
-from array import array
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import IO, TYPE_CHECKING, Any
@@ -32,15 +31,21 @@ from facebook_catalog.feed import (
     last_occurrences,
     read_feed_file,
 )
-from facebook_catalog.feed.batching import encode_json, item_request
-from facebook_catalog.feed.change_detection import content_hash, id_hash
+from facebook_catalog.feed.change_detection import encoded_update, id_hash
 
 if TYPE_CHECKING:
     from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 
 #: How many rejection and warning messages go into logs and the report; the CSV has them all.
 MAX_MESSAGE_SAMPLES = 20
-_ID_LENGTH = struct.Struct("<I")
+# A spooled row: [length of the rest] then [content hash][id hash][id length][id][encoded request].
+_ROW_LENGTH = struct.Struct("<I")
+_ROW_HEADER = struct.Struct("<QQI")
+# An entry of a hash partition: [row][id hash][the row's offset in the spool].
+_PARTITION_ENTRY = struct.Struct("<IQQ")
+#: De-duplication works one partition (of the id hashes' top 6 bits) at a time.
+PARTITION_BITS = 6
+_PARTITION_SHIFT = 64 - PARTITION_BITS
 
 
 @dataclass(frozen=True)
@@ -53,78 +58,129 @@ class SpooledItem:
     content_hash: int
 
 
+@dataclass(frozen=True)
+class _SpoolMark:
+    rows: int
+    spool_bytes: int
+    partition_bytes: tuple[int, ...]
+    file_starts: int
+
+
 class FeedSpool:
-    """Good rows of a snapshot, each spooled as ``[id length][id][encoded request]``."""
+    """Good rows of a snapshot on disk, with their id hashes in partition files beside them.
+
+    Memory does not grow with the rows: one byte a row once de-duplicated (which rows to keep),
+    one partition's dict while de-duplicating, and the files' write buffers.
+    """
 
     def __init__(self, directory: str) -> None:
         # Buffered both ways: rows are appended one by one, then read back in order.
         self._file: IO[bytes] = open(os.path.join(directory, "items.spool"), "w+b", buffering=1 << 20)  # noqa: SIM115
-        self.offsets = array("Q", [0])
-        self.id_hashes = array("Q")
-        self.content_hashes = array("Q")
-        self.file_numbers = array("I")
+        self._partitions: list[IO[bytes]] = [
+            open(os.path.join(directory, f"id-hashes.{number:02d}"), "w+b", buffering=1 << 13)  # noqa: SIM115
+            for number in range(1 << PARTITION_BITS)
+        ]
+        self._rows = 0
+        self._spool_bytes = 0
+        # (first row, file number) where each file's rows begin: a row's file without a column.
+        self._file_starts: list[tuple[int, int]] = []
         self.keep: bytearray | None = None
 
     def __len__(self) -> int:
-        return len(self.id_hashes)
+        return self._rows
 
     def add(self, file_number: int, fields: Mapping[str, str]) -> None:
-        item_id = str(fields["id"])
+        item_id = fields["id"]
         encoded_id = item_id.encode("utf-8")
-        self._file.write(_ID_LENGTH.pack(len(encoded_id)) + encoded_id + encode_json(item_request(fields)))
-        self.offsets.append(self._file.tell())
-        self.id_hashes.append(id_hash(item_id))
-        self.content_hashes.append(content_hash(fields))
-        self.file_numbers.append(file_number)
+        request, fields_hash = encoded_update(fields)
+        if not self._file_starts or self._file_starts[-1][1] != file_number:
+            self._file_starts.append((self._rows, file_number))
+        item_hash = id_hash(item_id)
+        rest = _ROW_HEADER.size + len(encoded_id) + len(request)
+        self._file.write(
+            _ROW_LENGTH.pack(rest)
+            + _ROW_HEADER.pack(fields_hash, item_hash, len(encoded_id))
+            + encoded_id
+            + request
+        )
+        self._partitions[item_hash >> _PARTITION_SHIFT].write(
+            _PARTITION_ENTRY.pack(self._rows, item_hash, self._spool_bytes)
+        )
+        self._rows += 1
+        self._spool_bytes += _ROW_LENGTH.size + rest
 
-    def mark(self) -> int:
-        return len(self)
+    def mark(self) -> _SpoolMark:
+        return _SpoolMark(
+            self._rows,
+            self._spool_bytes,
+            tuple(partition.tell() for partition in self._partitions),
+            len(self._file_starts),
+        )
 
-    def rollback(self, mark: int) -> None:
+    def rollback(self, mark: _SpoolMark) -> None:
         """Take back every row added since ``mark`` (a file that turned out unreadable)."""
-        for column in (self.id_hashes, self.content_hashes, self.file_numbers):
-            del column[mark:]
-        del self.offsets[mark + 1 :]
-        self._file.seek(self.offsets[mark])
+        for partition, size in zip(self._partitions, mark.partition_bytes, strict=True):
+            partition.seek(size)
+            partition.truncate()
+        self._file.seek(mark.spool_bytes)
         self._file.truncate()
+        self._rows, self._spool_bytes = mark.rows, mark.spool_bytes
+        del self._file_starts[mark.file_starts :]
 
-    def _record(self, row: int) -> tuple[str, bytes]:
-        self._file.seek(self.offsets[row])
-        data = self._file.read(self.offsets[row + 1] - self.offsets[row])
-        (id_length,) = _ID_LENGTH.unpack_from(data)
-        end = _ID_LENGTH.size + id_length
-        return data[_ID_LENGTH.size : end].decode("utf-8"), data[end:]
+    def _item_id(self, offset: int) -> str:
+        self._file.seek(offset + _ROW_LENGTH.size)
+        *_, id_length = _ROW_HEADER.unpack(self._file.read(_ROW_HEADER.size))
+        return self._file.read(id_length).decode("utf-8")
 
     def deduplicate(self) -> int:
         """Keep each id's last occurrence; return how many earlier occurrences were dropped."""
-        self.keep = last_occurrences(self.id_hashes, lambda a, b: self._record(a)[0] == self._record(b)[0])
-        return len(self) - sum(self.keep)
+        self._file.flush()
+        offsets: dict[int, int] = {}  # row -> spool offset, for the partition being resolved
+
+        def partitions() -> Iterator[list[tuple[int, int]]]:
+            for partition in self._partitions:
+                partition.flush()
+                partition.seek(0)
+                entries = list(_PARTITION_ENTRY.iter_unpack(partition.read()))
+                offsets.clear()
+                offsets.update((row, offset) for row, _, offset in entries)
+                yield [(row, key) for row, key, _ in entries]
+
+        def same_item(a: int, b: int) -> bool:
+            return self._item_id(offsets[a]) == self._item_id(offsets[b])
+
+        self.keep = last_occurrences(self._rows, partitions(), same_item)
+        return self._rows - sum(self.keep)
 
     def duplicates_by_file(self) -> dict[int, int]:
         counts: dict[int, int] = {}
-        for row, kept in enumerate(self.keep or b""):
-            if not kept:
-                counts[self.file_numbers[row]] = counts.get(self.file_numbers[row], 0) + 1
+        if self.keep is None:
+            return counts
+        ends = [first for first, _ in self._file_starts[1:]] + [len(self)]
+        for (first, number), end in zip(self._file_starts, ends, strict=True):
+            dropped = (end - first) - sum(self.keep[first:end])
+            if dropped:
+                counts[number] = counts.get(number, 0) + dropped
         return counts
 
     def __iter__(self) -> Iterator[SpooledItem]:
         """The kept items in reading order (so in order of each id's last occurrence)."""
         self._file.flush()
         self._file.seek(0)
-        for row in range(len(self)):
-            data = self._file.read(self.offsets[row + 1] - self.offsets[row])
-            if self.keep is not None and not self.keep[row]:
+        read, keep = self._file.read, self.keep
+        start = _ROW_HEADER.size
+        for row in range(self._rows):
+            (rest,) = _ROW_LENGTH.unpack(read(_ROW_LENGTH.size))
+            data = read(rest)
+            if keep is not None and not keep[row]:
                 continue
-            (id_length,) = _ID_LENGTH.unpack_from(data)
-            end = _ID_LENGTH.size + id_length
-            yield SpooledItem(
-                data[_ID_LENGTH.size : end].decode("utf-8"),
-                data[end:],
-                self.id_hashes[row],
-                self.content_hashes[row],
-            )
+            fields_hash, item_hash, id_length = _ROW_HEADER.unpack_from(data)
+            end = start + id_length
+            yield SpooledItem(data[start:end].decode("utf-8"), data[end:], item_hash, fields_hash)
 
     def close(self) -> None:
+        for partition in self._partitions:
+            partition.close()
         self._file.close()
 
 

@@ -4,7 +4,8 @@ import json
 from pathlib import Path
 
 from facebook_catalog.feed import last_occurrences
-from facebook_catalog.feed.change_detection import content_hash, id_hash
+from facebook_catalog.feed.batching import item_request
+from facebook_catalog.feed.change_detection import content_hash, encoded_update, id_hash
 from facebook_catalog.operators.s3_feed import FeedSpool
 
 
@@ -14,14 +15,14 @@ def fields(pid: str, title: str) -> dict[str, str]:
 
 def test_last_occurrence_of_each_id_is_kept_in_reading_order() -> None:
     ids = ["a", "b", "a", "c", "b"]
-    keep = last_occurrences([id_hash(i) for i in ids], lambda x, y: ids[x] == ids[y])
+    keep = last_occurrences(len(ids), [enumerate(id_hash(i) for i in ids)], lambda x, y: ids[x] == ids[y])
     assert list(keep) == [0, 0, 1, 1, 1]
 
 
 def test_a_hash_collision_never_drops_a_product() -> None:
     ids = ["a", "b", "a"]
     colliding_keys = [7, 7, 7]  # every row hashes alike; only the real ids tell them apart
-    keep = last_occurrences(colliding_keys, lambda x, y: ids[x] == ids[y])
+    keep = last_occurrences(len(ids), [enumerate(colliding_keys)], lambda x, y: ids[x] == ids[y])
     assert list(keep) == [0, 1, 1]
 
 
@@ -41,4 +42,31 @@ def test_spool_round_trip_dedupe_and_rollback(tmp_path: Path) -> None:
     assert "قميص".encode() in items[0].request
     assert items[1].id_hash == id_hash("p1")
     assert items[1].content_hash == content_hash(fields("p1", "new"))
+    spool.close()
+
+
+def test_an_encoded_update_is_the_items_request_and_hashes_as_its_fields() -> None:
+    tricky = {
+        "id": "p1",
+        "title": 'قميص "method":"UPDATE"}',
+        "description": "line one\nline two, with \\ and \u2028",
+        "price": "1500 IQD",
+    }
+    request, fields_hash = encoded_update(tricky)
+    assert json.loads(request) == item_request(tricky)
+    assert "قميص".encode() in request  # UTF-8, not \u escapes
+    assert fields_hash == content_hash(tricky)
+    assert fields_hash == content_hash(dict(reversed(tricky.items())))
+
+
+def test_spool_keeps_the_last_occurrence_across_every_hash_partition(tmp_path: Path) -> None:
+    spool = FeedSpool(str(tmp_path))
+    for round_number in range(3):  # every id three times; only the third survives
+        for number in range(2_000):
+            spool.add(round_number, fields(f"p{number}", f"round {round_number}"))
+    assert spool.deduplicate() == 4_000
+    assert spool.duplicates_by_file() == {0: 2_000, 1: 2_000}
+    items = list(spool)
+    assert [i.item_id for i in items] == [f"p{n}" for n in range(2_000)]
+    assert all(json.loads(i.request)["data"]["title"] == "round 2" for i in items)
     spool.close()
