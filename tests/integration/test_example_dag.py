@@ -92,8 +92,9 @@ def test_an_invalid_token_fails_fast_with_the_fix(
     run_dag: Callable[..., DagRunResult], emulator: EmulatorServer, connect: Callable[..., None]
 ) -> None:
     connect(token="EAA-expired-token")
-    result = run_dag(DAG_ID, {"product_count": 10})
+    result = run_dag(DAG_ID, {"product_count": 12_345})  # three calls' worth
     assert result.task_states["upsert_products"] == "failed"
+    # The next call is prepared while one is in flight, but never sent once one has failed.
     assert len([c for c in emulator.calls() if c["endpoint"] == "items_batch"]) == 1
     assert "invalid or expired" in result.output
     assert "EAA-expired-token" not in result.output

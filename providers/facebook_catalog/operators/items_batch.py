@@ -6,6 +6,7 @@ import itertools
 import tempfile
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
@@ -392,14 +393,34 @@ class FacebookCatalogItemsBatchOperator(BaseOperator):
     def _post_batches(
         self, hook: FacebookCatalogHook, requests: Iterable[tuple[str, bytes]], records: RunRecords | None
     ) -> dict[str, Any]:
+        """Send the calls one after another, in order, each only once the one before succeeded.
+
+        While a call is in flight (and Meta reads it), this thread reads the next call's items
+        from the spool and joins its payload, then stores the previous payload in the run
+        records: the worker's own work overlaps Meta's instead of adding to it.
+        """
         calls: list[dict[str, Any]] = []
         payload_keys: list[str] = []
-        for batch in split_encoded(
+        batches = split_encoded(
             requests, max_requests=self.max_requests_per_call, max_bytes=self.max_payload_bytes
-        ):
-            calls.append(self._post_one(hook, batch, len(calls) + 1))
-            if records is not None:
-                payload_keys.append(records.put_payload(len(calls), batch.payload))
+        )
+        poster = ThreadPoolExecutor(max_workers=1, thread_name_prefix="items-batch-post")
+        try:
+            in_flight: tuple[Future[dict[str, Any]], EncodedBatch] | None = None
+            for batch in batches:
+                if in_flight is not None:
+                    calls.append(in_flight[0].result())
+                sent = in_flight
+                in_flight = (poster.submit(self._post_one, hook, batch, len(calls) + 1), batch)
+                if sent is not None and records is not None:
+                    payload_keys.append(records.put_payload(len(calls), sent[1].payload))
+            if in_flight is not None:
+                calls.append(in_flight[0].result())
+                if records is not None:
+                    payload_keys.append(records.put_payload(len(calls), in_flight[1].payload))
+        finally:
+            # On an error here (a timeout, a failed call) no further call starts.
+            poster.shutdown(wait=False, cancel_futures=True)
         return {
             "calls": len(calls),
             "items_sent": sum(c["request_count"] for c in calls),
