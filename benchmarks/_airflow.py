@@ -1,33 +1,39 @@
 """Real Airflow processes for the benchmarks, on a fresh PostgreSQL metadata database.
 
 Built on the end-to-end harness in ``tests/e2e/conftest.py`` (its process manager, which stops
-every process group it started, and its PostgreSQL helpers). Each deployment gets its own
-AIRFLOW_HOME and database, dropped at the end.
+every process group it started, its PostgreSQL helpers, its config writer and its access to the
+``airflow`` CLI and the metadata DB). Each deployment gets its own AIRFLOW_HOME and database,
+dropped at the end.
 """
 
 from __future__ import annotations
 
 import contextlib
 import secrets
-import subprocess
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, ClassVar
+
+from tests.e2e.conftest import (
+    PG_HOST,
+    PG_PORT,
+    AirflowAccess,
+    ManagedProcess,
+    ProcessManager,
+    _pg_admin_connect,
+    fresh_postgres_database,
+    write_config,
+)
 
 from benchmarks._common import AIRFLOW, BENCH_DIR, clean_environment, managed_processes
-
-if TYPE_CHECKING:
-    from tests.e2e.conftest import ManagedProcess, ProcessManager
 
 BENCH_DAGS_DIR = BENCH_DIR / "dags"
 
 
 def postgres_problem() -> str | None:
     """Why the local PostgreSQL cannot be used (None when it can)."""
-    from tests.e2e.conftest import PG_HOST, PG_PORT, _pg_admin_connect
-
     try:
         _pg_admin_connect().close()
     except Exception as exc:
@@ -36,41 +42,15 @@ def postgres_problem() -> str | None:
 
 
 @dataclass
-class AirflowDeployment:
+class AirflowDeployment(AirflowAccess):
     home: Path
     env: dict[str, str]
     db_url: str
     processes: ProcessManager
-    _engine: Any = None
-
-    def cli(self, *args: str, timeout: float = 300) -> str:
-        result = subprocess.run(
-            [AIRFLOW, *args], env=self.env, capture_output=True, text=True, timeout=timeout, check=False
-        )
-        if result.returncode != 0:
-            raise RuntimeError(
-                f"airflow {' '.join(args)} exited {result.returncode}:\n{result.stdout[-3000:]}\n"
-                f"{result.stderr[-3000:]}"
-            )
-        return result.stdout
+    cli_timeout: ClassVar[float] = 300
 
     def start(self, name: str, *args: str) -> ManagedProcess:
         return self.processes.start(name, [AIRFLOW, *args], self.env)
-
-    @property
-    def engine(self) -> Any:
-        if self._engine is None:
-            from sqlalchemy import create_engine
-            from sqlalchemy.pool import NullPool
-
-            self._engine = create_engine(self.db_url, poolclass=NullPool)
-        return self._engine
-
-    def query(self, sql: str, **params: Any) -> list[dict[str, Any]]:
-        from sqlalchemy import text
-
-        with self.engine.connect() as conn:
-            return [dict(row._mapping) for row in conn.execute(text(sql), params)]
 
     def check_alive(self, *names: str) -> bool:
         for name in names or tuple(self.processes.names()):
@@ -80,16 +60,6 @@ class AirflowDeployment:
                     f"{name} exited with {proc.popen.returncode}:\n{self.processes.tail(name, 60)}"
                 )
         return True
-
-
-def write_config(home: Path, settings: dict[str, dict[str, Any]]) -> Path:
-    lines = ["# Written by benchmarks/_airflow.py for one benchmark run."]
-    for section, options in settings.items():
-        lines.append(f"\n[{section}]")
-        lines.extend(f"{key} = {value}" for key, value in options.items())
-    path = home / "airflow.cfg"
-    path.write_text("\n".join(lines) + "\n")
-    return path
 
 
 def _fernet_key() -> str:
@@ -110,8 +80,6 @@ def airflow_deployment(
 
     Everything started through ``deployment.start`` is stopped, and the database dropped, on exit.
     """
-    from tests.e2e.conftest import fresh_postgres_database
-
     problem = postgres_problem()
     if problem:
         raise RuntimeError(problem)
@@ -137,7 +105,7 @@ def airflow_deployment(
         }
         for section, options in settings.items():
             merged.setdefault(section, {}).update(options)
-        config_path = write_config(home, merged)
+        config_path = write_config(home, merged, "benchmarks/_airflow.py for one benchmark run")
         env = {
             **clean_environment(),
             "AIRFLOW_HOME": str(home),
@@ -152,5 +120,4 @@ def airflow_deployment(
             deployment.cli("db", "migrate", timeout=600)
             yield deployment
         finally:
-            if deployment._engine is not None:
-                deployment._engine.dispose()
+            deployment.dispose_engine()

@@ -35,7 +35,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, TypeVar
+from typing import IO, Any, ClassVar, TypeVar
 
 import pytest
 
@@ -396,8 +396,58 @@ class StateRecorder(threading.Thread):
 # The cluster
 
 
+class AirflowAccess:
+    """The ``airflow`` CLI and the metadata DB of one deployment, from its ``env`` and ``db_url``.
+
+    Shared by :class:`AirflowCluster` and the benchmarks' ``AirflowDeployment`` (benchmarks/).
+    """
+
+    env: dict[str, str]
+    db_url: str
+    #: Seconds an ``airflow`` command may take when the call does not say.
+    cli_timeout: ClassVar[float] = 180
+    _engine: Any = None
+
+    def cli(self, *args: str, timeout: float | None = None) -> str:
+        """Run an ``airflow`` CLI command with the deployment's configuration; return its output."""
+        result = subprocess.run(
+            [AIRFLOW, *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=self.cli_timeout if timeout is None else timeout,
+            check=False,
+        )
+        if result.returncode != 0:
+            raise RuntimeError(
+                f"airflow {' '.join(args)} exited {result.returncode}:\n{result.stdout[-3000:]}\n"
+                f"{result.stderr[-3000:]}"
+            )
+        return result.stdout
+
+    @property
+    def engine(self) -> Any:
+        if self._engine is None:
+            from sqlalchemy import create_engine
+            from sqlalchemy.pool import NullPool
+
+            self._engine = create_engine(self.db_url, poolclass=NullPool)
+        return self._engine
+
+    def query(self, sql: str, **params: Any) -> list[dict[str, Any]]:
+        from sqlalchemy import text
+
+        with self.engine.connect() as conn:
+            return [dict(row._mapping) for row in conn.execute(text(sql), params)]
+
+    def dispose_engine(self) -> None:
+        """Close the metadata DB connections, if any were opened (before the database is dropped)."""
+        if self._engine is not None:
+            self._engine.dispose()
+
+
 @dataclass
-class AirflowCluster:
+class AirflowCluster(AirflowAccess):
     executor: str
     home: Path
     env: dict[str, str]
@@ -408,26 +458,8 @@ class AirflowCluster:
     queue: str
     processes: ProcessManager
     recorder: StateRecorder | None = None
-    _engine: Any = None
 
     # Running things
-
-    def cli(self, *args: str, timeout: float = 180) -> str:
-        """Run an ``airflow`` CLI command with the cluster's configuration; return its output."""
-        result = subprocess.run(
-            [AIRFLOW, *args],
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
-        )
-        if result.returncode != 0:
-            raise RuntimeError(
-                f"airflow {' '.join(args)} exited {result.returncode}:\n{result.stdout[-3000:]}\n"
-                f"{result.stderr[-3000:]}"
-            )
-        return result.stdout
 
     def check_alive(self, *, except_: tuple[str, ...] = ()) -> bool:
         """Abort the test at once, with the log's tail, when a process it relies on has exited."""
@@ -455,21 +487,6 @@ class AirflowCluster:
         return bool(rows) and rows[0]["state"] == "running" and rows[0]["start_date"].timestamp() >= after
 
     # Reading the metadata DB
-
-    @property
-    def engine(self) -> Any:
-        if self._engine is None:
-            from sqlalchemy import create_engine
-            from sqlalchemy.pool import NullPool
-
-            self._engine = create_engine(self.db_url, poolclass=NullPool)
-        return self._engine
-
-    def query(self, sql: str, **params: Any) -> list[dict[str, Any]]:
-        from sqlalchemy import text
-
-        with self.engine.connect() as conn:
-            return [dict(row._mapping) for row in conn.execute(text(sql), params)]
 
     def dag_ids(self) -> set[str]:
         return {r["dag_id"] for r in self.query("SELECT dag_id FROM dag WHERE is_stale IS NOT TRUE")}
@@ -524,8 +541,9 @@ def _base_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith(drop_prefixes)}
 
 
-def _write_config(home: Path, settings: dict[str, dict[str, Any]]) -> Path:
-    lines = ["# Written by tests/e2e/conftest.py for one end-to-end test run."]
+def write_config(home: Path, settings: dict[str, dict[str, Any]], written_by: str) -> Path:
+    """``airflow.cfg`` in ``home`` from ``{section: {option: value}}``, headed by who wrote it."""
+    lines = [f"# Written by {written_by}."]
     for section, options in settings.items():
         lines.append(f"\n[{section}]")
         lines.extend(f"{key} = {value}" for key, value in options.items())
@@ -618,8 +636,7 @@ def airflow_cluster(
 def _stop_recorder(cluster: AirflowCluster) -> None:
     if cluster.recorder is not None:
         cluster.recorder.stop()
-    if cluster._engine is not None:
-        cluster._engine.dispose()
+    cluster.dispose_engine()
 
 
 def _stop_everything(processes: ProcessManager, executor: str) -> None:
@@ -694,7 +711,7 @@ def _start_cluster(
         },
         "operators": {"default_queue": queue},
     }
-    config_path = _write_config(home, settings)
+    config_path = write_config(home, settings, "tests/e2e/conftest.py for one end-to-end test run")
     env = {
         **base_env,
         "AIRFLOW_HOME": str(home),

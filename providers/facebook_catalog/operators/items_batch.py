@@ -22,7 +22,6 @@ from facebook_catalog.feed.batching import (
 )
 from facebook_catalog.hooks.catalog import DEFAULT_CONN_ID, FacebookCatalogHook
 from facebook_catalog.hooks.graph_api import (
-    BatchStatus,
     FacebookCatalogError,
     GraphApiError,
     GraphApiRetryPolicy,
@@ -31,8 +30,8 @@ from facebook_catalog.hooks.graph_api import (
 from facebook_catalog.run_report import build_report, meta_totals
 from facebook_catalog.triggers.items_batch import (
     DEFAULT_POLL_INTERVAL,
+    BatchStatusWait,
     FacebookCatalogBatchStatusTrigger,
-    batches_error_event,
     batches_success_event,
 )
 
@@ -449,34 +448,22 @@ class FacebookCatalogItemsBatchOperator(BaseOperator):
     def _poll_synchronously(
         self, hook: FacebookCatalogHook, handles: list[str], deadline: float, poll_interval: float
     ) -> dict[str, Any]:
-        """The trigger's loop, in the worker: the same statuses, the same events."""
-        catalog_id = hook.settings.catalog_id
-        final: dict[str, BatchStatus] = {}
-        pending = list(handles)
+        """The trigger's wait, in the worker: the same decisions, the same events."""
+        wait = BatchStatusWait(hook.settings.catalog_id, handles, deadline)
         while True:
-            for handle in pending:
+            for handle in wait.pending:
                 try:
                     status = hook.get_batch_status(handle)
                 except PermanentGraphApiError as error:
-                    return batches_error_event(
-                        catalog_id, handles, "graph_api_error", str(error), final, pending, error
-                    )
+                    return wait.failed(error)
                 except GraphApiError as error:
                     self.log.warning("Polling %s failed, will poll again: %s", handle, error)
                     continue
-                if status.is_final:
-                    final[handle] = status
-            pending = [h for h in pending if h not in final]
-            if not pending:
-                return batches_success_event(catalog_id, handles, [final[h] for h in handles])
-            remaining = deadline - time.time()
-            if remaining <= 0:
-                message = (
-                    f"Meta did not finish {len(pending)} of {len(handles)} batches before the deadline; "
-                    f"still pending: {', '.join(pending)}"
-                )
-                return batches_error_event(catalog_id, handles, "deadline", message, final, pending, None)
-            time.sleep(min(poll_interval, remaining))
+                wait.keep([status])
+            event = wait.end_round()
+            if event is not None:
+                return event
+            time.sleep(wait.next_round_in(poll_interval))
 
     # ------------------------------------------------------------------ completion
     def execute_complete(self, context: Context, event: dict[str, Any], **kwargs: Any) -> dict[str, Any]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
@@ -88,68 +88,95 @@ class FacebookCatalogBatchStatusTrigger(BaseTrigger):
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         hook = self._hook()
-        final: dict[str, BatchStatus] = {}
-        pending = list(dict.fromkeys(self.handles))
+        wait = BatchStatusWait(self.catalog_id, self.handles, self.deadline)
         rounds = 0
         reported = 0
+        event: dict[str, Any] | None
         async with hook.new_session() as session:
-            while pending:
+            while True:
                 rounds += 1
                 try:
-                    statuses = await hook.get_batch_statuses(pending, session=session, deadline=self.deadline)
-                except PermanentGraphApiError as error:
-                    yield TriggerEvent(
-                        self._error_event("graph_api_error", str(error), final, pending, error)
+                    statuses = await hook.get_batch_statuses(
+                        wait.pending, session=session, deadline=self.deadline
                     )
-                    return
+                except PermanentGraphApiError as error:
+                    event = wait.failed(error)
+                    break
                 except GraphApiError as error:
                     # Retries for this round are spent; the next round tries again until the deadline.
                     self.log.warning("Polling round %d failed, will poll again: %s", rounds, error)
                     statuses = []
-                for status in statuses:
-                    if status.is_final:
-                        final[status.handle] = status
-                pending = [h for h in pending if h not in final]
-                if not pending:
+                wait.keep(statuses)
+                event = wait.end_round()
+                if event is not None:
                     break
-                remaining = self.deadline - time.time()
-                if remaining <= 0:
-                    message = (
-                        f"Meta did not finish {len(pending)} of {len(self.handles)} batches before the "
-                        f"deadline; still pending: {', '.join(pending)}"
-                    )
-                    yield TriggerEvent(self._error_event("deadline", message, final, pending, None))
-                    return
+                pause = wait.next_round_in(self.poll_interval)
                 # INFO only on progress: each trigger log line wakes the triggerer's supervisor, and
                 # a line per poll from 1,000 triggers cost it a third of a core (benchmarks/).
                 self.log.log(
-                    logging.INFO if len(final) != reported or rounds == 1 else logging.DEBUG,
+                    logging.INFO if len(wait.final) != reported or rounds == 1 else logging.DEBUG,
                     "%d of %d batches final; polling again in %.0f s",
-                    len(final),
+                    len(wait.final),
                     len(self.handles),
-                    min(self.poll_interval, remaining),
+                    pause,
                 )
-                reported = len(final)
-                await asyncio.sleep(min(self.poll_interval, remaining))
-        event = batches_success_event(
-            self.catalog_id, self.handles, [final[h] for h in dict.fromkeys(self.handles)]
-        )
-        event.update(
-            polling_rounds=rounds, throttled_retries=hook.throttled_retries, submitted=self.submitted
-        )
+                reported = len(wait.final)
+                await asyncio.sleep(pause)
+        if event["status"] == "success":
+            event.update(polling_rounds=rounds, throttled_retries=hook.throttled_retries)
+        event["submitted"] = self.submitted
         yield TriggerEvent(event)
 
-    def _error_event(
-        self,
-        reason: str,
-        message: str,
-        final: dict[str, BatchStatus],
-        pending: list[str],
-        error: GraphApiError | None,
-    ) -> dict[str, Any]:
-        event = batches_error_event(self.catalog_id, self.handles, reason, message, final, pending, error)
-        event["submitted"] = self.submitted
-        return event
+
+class BatchStatusWait:
+    """One wait for items_batch handles: the final statuses so far, and how each round ends it.
+
+    The trigger and the operator's ``deferrable=False`` path both decide through it; they differ
+    only in how they read the statuses (aiohttp or requests) and how they sleep between rounds.
+    """
+
+    def __init__(self, catalog_id: str, handles: list[str], deadline: float) -> None:
+        self.catalog_id = catalog_id
+        self.handles = handles
+        self.deadline = deadline
+        self.final: dict[str, BatchStatus] = {}
+        self.pending = list(dict.fromkeys(handles))
+        self._seconds_left = deadline - time.time()
+
+    def keep(self, statuses: Iterable[BatchStatus]) -> None:
+        """Note statuses read in this round; the final ones stop being polled after it."""
+        for status in statuses:
+            if status.is_final:
+                self.final[status.handle] = status
+
+    def end_round(self) -> dict[str, Any] | None:
+        """The event the wait ends with after this round, or None to poll again."""
+        self.pending = [h for h in self.pending if h not in self.final]
+        if not self.pending:
+            return batches_success_event(
+                self.catalog_id, self.handles, [self.final[h] for h in dict.fromkeys(self.handles)]
+            )
+        self._seconds_left = self.deadline - time.time()
+        if self._seconds_left <= 0:
+            message = (
+                f"Meta did not finish {len(self.pending)} of {len(self.handles)} batches before the "
+                f"deadline; still pending: {', '.join(self.pending)}"
+            )
+            return self._error_event("deadline", message, None)
+        return None
+
+    def next_round_in(self, poll_interval: float) -> float:
+        """Seconds to sleep before the next round: the poll interval, cut short by the deadline."""
+        return min(poll_interval, self._seconds_left)
+
+    def failed(self, error: PermanentGraphApiError) -> dict[str, Any]:
+        """The event when Meta answers with a permanent error: polling again cannot help."""
+        return self._error_event("graph_api_error", str(error), error)
+
+    def _error_event(self, reason: str, message: str, error: GraphApiError | None) -> dict[str, Any]:
+        return batches_error_event(
+            self.catalog_id, self.handles, reason, message, self.final, self.pending, error
+        )
 
 
 def batches_success_event(catalog_id: str, handles: list[str], statuses: list[BatchStatus]) -> dict[str, Any]:

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 from aioresponses import aioresponses
 
-from facebook_catalog.hooks.graph_api import GraphApiRetryPolicy
-from facebook_catalog.triggers.items_batch import FacebookCatalogBatchStatusTrigger
+from facebook_catalog.hooks.graph_api import BatchStatus, GraphApiRetryPolicy, PermanentGraphApiError
+from facebook_catalog.triggers.items_batch import BatchStatusWait, FacebookCatalogBatchStatusTrigger
 from tests.conftest import TEST_APP_SECRET, TEST_CATALOG_ID, TEST_TOKEN
 
 HOST = "https://graph.example.test"
@@ -157,3 +157,31 @@ def test_running_twice_gives_the_same_event() -> None:
         first = collect(trigger)
         again = collect(FacebookCatalogBatchStatusTrigger(**trigger.serialize()[1]))
     assert [e["batches"] for e in first] == [e["batches"] for e in again]
+
+
+def test_the_wait_decides_each_round_for_trigger_and_worker_alike() -> None:
+    wait = BatchStatusWait(TEST_CATALOG_ID, ["h1", "h2"], deadline=time.time() + 60)
+    wait.keep([BatchStatus("h1", "started"), BatchStatus("h2", "finished")])
+    assert wait.end_round() is None
+    assert wait.pending == ["h1"]
+    assert 0 < wait.next_round_in(5.0) <= 5.0
+    wait.keep([BatchStatus("h1", "error")])
+    event = wait.end_round()
+    assert event is not None
+    assert event["status"] == "success"
+    assert [b["handle"] for b in event["batches"]] == ["h1", "h2"]
+
+
+def test_the_wait_ends_at_the_deadline_or_on_a_permanent_error() -> None:
+    late = BatchStatusWait(TEST_CATALOG_ID, ["h1", "h2"], deadline=time.time() - 1)
+    late.keep([BatchStatus("h2", "finished")])
+    event = late.end_round()
+    assert event is not None
+    assert (event["status"], event["reason"], event["pending_handles"]) == ("error", "deadline", ["h1"])
+    assert event["message"].endswith("still pending: h1")
+    assert [b["handle"] for b in event["batches"]] == ["h2"]
+
+    error = PermanentGraphApiError("token expired", code=190)
+    failed = BatchStatusWait(TEST_CATALOG_ID, ["h1"], deadline=time.time() + 60).failed(error)
+    assert (failed["status"], failed["reason"], failed["message"]) == ("error", "graph_api_error", str(error))
+    assert (failed["pending_handles"], failed["error"]["code"]) == (["h1"], 190)
