@@ -124,3 +124,29 @@ def test_benchmark_runs_on_a_tiny_size_and_prints_its_table(
     assert recorded.startswith("# Benchmark results")
     assert f"## {title}" in recorded
     assert "Machine: " in recorded
+
+
+def test_the_emulator_cost_diagnostic_runs_on_a_tiny_size() -> None:
+    """benchmarks/emulator_items_batch.py prints only (no RESULTS.md entry): it must still run."""
+    completed = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "benchmarks.emulator_items_batch",
+            "--size",
+            "300",
+            "--batch",
+            "100",
+            "--repeat",
+            "1",
+        ],
+        cwd=REPO_ROOT,
+        env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
+    rows = [line for line in completed.stdout.splitlines() if line.startswith(("| validate |", "| http |"))]
+    assert len(rows) == 2, completed.stdout[-3000:]

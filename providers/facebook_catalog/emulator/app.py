@@ -28,9 +28,9 @@ from facebook_catalog.emulator.errors import (
     payload_too_large,
     service_unavailable,
 )
-from facebook_catalog.emulator.forms import FormError, parse_body
+from facebook_catalog.emulator.forms import FormError, loads_utf8_json, parse_body
 from facebook_catalog.emulator.state import CallRecord, EmulatorState, FaultPlan
-from facebook_catalog.emulator.validation import RecordShapeError, parse_record
+from facebook_catalog.emulator.validation import RecordShapeError, parse_records
 
 logger = logging.getLogger("facebook_catalog.emulator")
 
@@ -203,7 +203,7 @@ def _items_batch(
     if raw_requests is None or not raw_requests.strip():
         raise invalid_parameter("The parameter requests is required")
     try:
-        records = json.loads(raw_requests.decode("utf-8"))
+        records = loads_utf8_json(raw_requests)
     except ValueError:  # also UnicodeDecodeError
         raise invalid_parameter("Param requests must be a JSON-encoded array of requests") from None
     if not isinstance(records, list):
@@ -216,9 +216,12 @@ def _items_batch(
             f"Param requests must contain at most {MAX_RECORDS_PER_CALL} requests, got {len(records)}"
         )
     try:
-        parsed = [parse_record(index, record) for index, record in enumerate(records)]
+        parsed = parse_records(records)
     except RecordShapeError as exc:
         raise invalid_parameter(str(exc)) from None
+    # The record objects are not needed any more (their data is in ``parsed``): free them now
+    # rather than have the garbage collector carry them through the whole call.
+    del records
 
     outcome = state.submit_batch(catalog_id, parsed, allow_upsert=allow_upsert)
     call.handle = outcome.handle
@@ -229,7 +232,7 @@ def _items_batch(
             "warnings": [{"message": message} for message in verdict.warnings],
         }
         for verdict in outcome.verdicts
-        if verdict.errors or verdict.warnings
+        if verdict.has_messages
     ]
     headers: dict[str, str] = {}
     if state.config.batch_calls_per_minute is not None:

@@ -17,14 +17,15 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple, cast
 
 from facebook_catalog.emulator.config import EmulatorConfig
 from facebook_catalog.emulator.validation import (
     METHOD_CREATE,
     METHOD_DELETE,
     ItemVerdict,
-    check_record,
+    check_record_with_id,
+    plain_records,
     retailer_id_of,
 )
 
@@ -133,9 +134,8 @@ class CallRecord:
         return dataclasses.asdict(self)
 
 
-@dataclass(frozen=True)
-class Operation:
-    """A valid record waiting to be applied when its batch finishes."""
+class Operation(NamedTuple):
+    """A valid record waiting to be applied when its batch finishes (a tuple: one per item)."""
 
     line: int
     method: str
@@ -162,6 +162,8 @@ class BatchHandle:
     handle: str
     catalog_id: str
     created_at: float
+    # Kept only while the batch is pending: once applied, or when it never will be, they are
+    # dropped (a finished handle reports its messages, never its items).
     operations: list[Operation]
     errors: list[LineMessage]
     warnings: list[LineMessage]
@@ -190,24 +192,62 @@ class _CatalogProjection:
 
     def __init__(self, applied: Mapping[str, dict[str, Any]]) -> None:
         self._applied = applied
-        self._overlay: dict[str, dict[str, Any] | None] = {}
+        # Items the operations so far have changed, in the order first changed; None: deleted.
+        self.overlay: dict[str, dict[str, Any] | None] = {}
+        self.has_deletes = False
 
     def get(self, retailer_id: str) -> dict[str, Any] | None:
-        if retailer_id in self._overlay:
-            return self._overlay[retailer_id]
+        if retailer_id in self.overlay:
+            return self.overlay[retailer_id]
         return self._applied.get(retailer_id)
 
-    def apply(self, operation: Operation) -> None:
-        self._overlay[operation.retailer_id] = apply_operation(self.get(operation.retailer_id), operation)
+    def apply(
+        self,
+        method: str,
+        retailer_id: str,
+        fields: dict[str, Any],
+        current: dict[str, Any] | None,
+        *,
+        plain_values: bool = False,
+    ) -> None:
+        """Apply one operation to ``current``, which must be ``self.get(retailer_id)``."""
+        if method == METHOD_DELETE:
+            self.has_deletes = True
+        self.overlay[retailer_id] = item_after(current, method, fields, plain_values=plain_values)
+
+    def changed_items(self) -> dict[str, dict[str, Any]]:
+        """The overlay when no operation was a delete: every value is an item."""
+        if self.has_deletes:
+            raise RuntimeError("the projection has deletes; its overlay holds None values")
+        return cast("dict[str, dict[str, Any]]", self.overlay)
+
+
+# Values stored as they are: immutable, and not None (which clears a field).
+_PLAIN_VALUE_TYPES = frozenset({str, int, float, bool})
 
 
 def apply_operation(current: dict[str, Any] | None, operation: Operation) -> dict[str, Any] | None:
     """The item after one operation; None means it no longer exists."""
-    if operation.method == METHOD_DELETE:
+    return item_after(current, operation.method, operation.fields)
+
+
+def item_after(
+    current: dict[str, Any] | None, method: str, fields: dict[str, Any], *, plain_values: bool = False
+) -> dict[str, Any] | None:
+    """The item after an operation of ``method`` with ``fields``; None means it no longer exists.
+
+    ``plain_values=True`` says every value is already known to be a str, int, float or bool.
+    """
+    if method == METHOD_DELETE:
         return None
+    if plain_values or _PLAIN_VALUE_TYPES.issuperset(map(type, fields.values())):
+        # Nothing to clear or copy deeply: the loop below comes down to a copy or a merge.
+        if method == METHOD_CREATE or current is None:
+            return dict(fields)
+        return {**current, **fields}
     # CREATE replaces; UPDATE merges into what is there (an upsert starts from nothing).
-    base = {} if operation.method == METHOD_CREATE or current is None else dict(current)
-    for name, value in operation.fields.items():
+    base = {} if method == METHOD_CREATE or current is None else dict(current)
+    for name, value in fields.items():
         if value is None:
             base.pop(name, None)
         else:
@@ -307,48 +347,78 @@ class EmulatorState:
             now = self._clock()
             self._settle(now)
             projection = self._projection(catalog_id)
+            rejected_ids = frozenset(self._faults.reject_item_ids)
+            records = list(records)
+            plain = plain_records(records)
             verdicts: list[ItemVerdict] = []
-            operations: list[Operation] = []
+            any_valid = False
             for line, (method, data) in enumerate(records):
                 retailer_id = retailer_id_of(data)
                 existing = projection.get(retailer_id) if retailer_id is not None else None
-                verdict = check_record(method, data, existing, allow_upsert=allow_upsert)
-                if verdict.retailer_id in self._faults.reject_item_ids:
+                verdict = check_record_with_id(
+                    method, data, retailer_id, existing, allow_upsert=allow_upsert, plain=plain[line]
+                )
+                if rejected_ids and verdict.retailer_id in rejected_ids:
                     verdict.errors.append("(#10800) This product was rejected by Meta's review (injected)")
                 verdicts.append(verdict)
                 if verdict.is_valid:
-                    operation = Operation(line, method, verdict.retailer_id, verdict.fields)
-                    operations.append(operation)
-                    projection.apply(operation)
-            if not operations:
+                    any_valid = True
+                    # A valid record has an id, so ``existing`` is its current projected item.
+                    projection.apply(
+                        method, verdict.retailer_id, verdict.fields, existing, plain_values=plain[line]
+                    )
+            if not any_valid:
                 return BatchOutcome(handle=None, verdicts=verdicts)
 
             errors: list[LineMessage] = []
             warnings: list[LineMessage] = []
             invalid_ids: list[str] = []
             for line, verdict in enumerate(verdicts):
-                errors.extend(LineMessage(line, verdict.retailer_id, message) for message in verdict.errors)
-                warnings.extend(
-                    LineMessage(line, verdict.retailer_id, message) for message in verdict.warnings
-                )
-                if verdict.errors and verdict.retailer_id not in invalid_ids:
+                if not verdict.has_messages:
+                    continue
+                if verdict.errors:
+                    errors.extend(
+                        LineMessage(line, verdict.retailer_id, message) for message in verdict.errors
+                    )
                     invalid_ids.append(verdict.retailer_id)
+                if verdict.warnings:
+                    warnings.extend(
+                        LineMessage(line, verdict.retailer_id, message) for message in verdict.warnings
+                    )
             batch = BatchHandle(
                 handle=self._new_handle_id(),
                 catalog_id=catalog_id,
                 created_at=now,
-                operations=operations,
+                operations=[],
                 errors=errors,
                 warnings=warnings,
-                invalid_ids=invalid_ids,
+                # Each id once, in order of first appearance.
+                invalid_ids=list(dict.fromkeys(invalid_ids)),
                 fate=self._take_handle_fate(),
             )
             self._handles[batch.handle] = batch
-            self._catalogs.setdefault(catalog_id, {})
+            catalog = self._catalogs.setdefault(catalog_id, {})
+            # An error handle applies nothing and a stuck one never finishes: no operations.
             if batch.fate == "normal":
-                self._pending.append(batch)
-                # With no processing time the batch is finished at once; settle so it is visible.
-                self._settle(now)
+                if (
+                    not self._pending
+                    and not projection.has_deletes
+                    and now - batch.created_at >= self.config.processing_seconds
+                ):
+                    # Finished at once with nothing pending before it: _settle would apply these
+                    # operations to this catalog in order, as the projection did to get its
+                    # overlay; and without deletes, the overlay's order is the order in which
+                    # _settle would add new ids. So the overlay is the result.
+                    catalog.update(projection.changed_items())
+                else:
+                    batch.operations = [
+                        Operation(line, verdict.method, verdict.retailer_id, verdict.fields)
+                        for line, verdict in enumerate(verdicts)
+                        if verdict.is_valid
+                    ]
+                    self._pending.append(batch)
+                    # Settle in case the batch is already due (as with no processing time).
+                    self._settle(now)
             return BatchOutcome(handle=batch.handle, verdicts=verdicts)
 
     def batch_status(
@@ -383,13 +453,19 @@ class EmulatorState:
                     catalog.pop(operation.retailer_id, None)
                 else:
                     catalog[operation.retailer_id] = item
+            batch.operations = []
 
     def _projection(self, catalog_id: str) -> _CatalogProjection:
         projection = _CatalogProjection(self._catalogs.get(catalog_id, {}))
         for batch in self._pending:
             if batch.catalog_id == catalog_id:
                 for operation in batch.operations:
-                    projection.apply(operation)
+                    projection.apply(
+                        operation.method,
+                        operation.retailer_id,
+                        operation.fields,
+                        projection.get(operation.retailer_id),
+                    )
         return projection
 
     def _new_handle_id(self) -> str:

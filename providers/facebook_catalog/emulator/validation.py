@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
 from decimal import Decimal, InvalidOperation
+from functools import lru_cache
+from itertools import repeat
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -113,26 +114,95 @@ PRICE_FORMAT_HINT = (
 )
 PREVIEW_CHARACTERS = 60
 WHITESPACE = re.compile(r"\s")
+# http(s)://host[:port] and then, after / ? or #, printable ASCII only: urlsplit reads the netloc
+# as exactly host[:port] (no user info, no brackets, ASCII), so its hostname is the non-empty host.
+# Explicit letter classes: IGNORECASE would also match non-ASCII letters (U+017F for "s").
+_PLAIN_HTTP_URL = re.compile(
+    r"[Hh][Tt][Tt][Pp][Ss]?://[A-Za-z0-9][A-Za-z0-9.-]*(?::[0-9]{1,5})?(?:[/?#][!-~]*)?"
+)
+# The same over many URLs, one a line, once their characters are known to be [!-~]: each line's
+# start up to the end of host[:port].
+_PLAIN_HTTP_URL_PREFIX_LINES = re.compile(
+    r"^[Hh][Tt][Tt][Pp][Ss]?://[A-Za-z0-9][A-Za-z0-9.-]*(?::[0-9]{1,5})?(?=[/?#]|$)", re.MULTILINE
+)
+# The same up to and with the first [/?#]: a prefix of links that share it.
+_PLAIN_HTTP_URL_HEAD = re.compile(r"[Hh][Tt][Tt][Pp][Ss]?://[A-Za-z0-9][A-Za-z0-9.-]*(?::[0-9]{1,5})?[/?#]")
+# PRICE_PATTERN over many prices, one a line: each line's currency.
+_PRICE_LINES = re.compile(r"^\d+(?:\.\d+)? ([A-Za-z]{3})$", re.MULTILINE)
 
 
 class RecordShapeError(ValueError):
     """A record the Graph API cannot even parse; fails the whole items_batch call."""
 
 
-@dataclass
 class ItemVerdict:
-    """The outcome of checking one record: its retailer id, problems, and the fields to save."""
+    """The outcome of checking one record: its retailer id, problems, and the fields to save.
 
-    retailer_id: str
-    method: str
-    errors: list[str] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
-    # Known fields only (unknown ones are dropped); None values clear an optional field.
-    fields: dict[str, Any] = field(default_factory=dict)
+    ``errors`` and ``warnings`` are lists, made on first use: most verdicts have neither, and two
+    empty lists an item would be most of what the garbage collector walks through in a call.
+    """
+
+    __slots__ = ("_errors", "_warnings", "fields", "method", "retailer_id")
+
+    def __init__(
+        self,
+        retailer_id: str,
+        method: str,
+        errors: list[str] | None = None,
+        warnings: list[str] | None = None,
+        fields: dict[str, Any] | None = None,
+    ) -> None:
+        self.retailer_id = retailer_id
+        self.method = method
+        self._errors = errors
+        self._warnings = warnings
+        # Known fields only (unknown ones are dropped); None values clear an optional field.
+        self.fields: dict[str, Any] = {} if fields is None else fields
+
+    @property
+    def errors(self) -> list[str]:
+        if self._errors is None:
+            self._errors = []
+        return self._errors
+
+    @errors.setter
+    def errors(self, value: list[str]) -> None:
+        self._errors = value
+
+    @property
+    def warnings(self) -> list[str]:
+        if self._warnings is None:
+            self._warnings = []
+        return self._warnings
+
+    @warnings.setter
+    def warnings(self, value: list[str]) -> None:
+        self._warnings = value
 
     @property
     def is_valid(self) -> bool:
-        return not self.errors
+        return not self._errors
+
+    @property
+    def has_messages(self) -> bool:
+        """Whether it has an error or a warning (without making its lists)."""
+        return bool(self._errors or self._warnings)
+
+    def _key(self) -> tuple[str, str, list[str], list[str], dict[str, Any]]:
+        return (self.retailer_id, self.method, self._errors or [], self._warnings or [], self.fields)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, ItemVerdict):
+            return NotImplemented
+        return self._key() == other._key()
+
+    __hash__ = None  # type: ignore[assignment]  # compared by value and mutable: not hashable
+
+    def __repr__(self) -> str:
+        return (
+            f"ItemVerdict(retailer_id={self.retailer_id!r}, method={self.method!r}, "
+            f"errors={self._errors or []!r}, warnings={self._warnings or []!r}, fields={self.fields!r})"
+        )
 
 
 FieldCheck = Callable[[str, Any, ItemVerdict], None]
@@ -157,6 +227,8 @@ def parse_record(index: int, record: object) -> tuple[str, dict[str, Any]]:
 def retailer_id_of(data: dict[str, Any]) -> str | None:
     """The record's retailer id as a string, or None when it has no usable one."""
     raw = data.get("id")
+    if raw.__class__ is str:
+        return raw if raw.strip() else None
     # Liberal: an integer id is what a number-typed SKU column produces.
     if isinstance(raw, bool) or not isinstance(raw, str | int):
         return None
@@ -172,8 +244,28 @@ def check_record(
     allow_upsert: bool,
 ) -> ItemVerdict:
     """Apply Meta's item rules to one record; ``existing`` is the item as the catalog will hold it."""
-    retailer_id = retailer_id_of(data)
-    verdict = ItemVerdict(retailer_id=retailer_id or "", method=method)
+    return check_record_with_id(method, data, retailer_id_of(data), existing, allow_upsert=allow_upsert)
+
+
+def check_record_with_id(
+    method: str,
+    data: dict[str, Any],
+    retailer_id: str | None,
+    existing: dict[str, Any] | None,
+    *,
+    allow_upsert: bool,
+    plain: bool = False,
+) -> ItemVerdict:
+    """:func:`check_record` for a caller that already has ``retailer_id_of(data)``.
+
+    Messages come in this order: the id's, required fields' (in REQUIRED_FIELDS order), each
+    field's own (in the record's order), then sale_price against price. A value that passes its
+    field's quick test (:func:`passes_quick_test`) is one its full checker would say nothing
+    about, so only the other values go to the full checkers, which alone write messages.
+    ``plain=True`` says the record is one :func:`plain_records` found plain, so no per-field
+    message is possible and those steps are skipped.
+    """
+    verdict = ItemVerdict(retailer_id or "", method)
     if retailer_id is None:
         verdict.errors.append(_missing("id"))
         return verdict
@@ -183,12 +275,18 @@ def check_record(
         verdict.fields = {"id": retailer_id}
         return verdict
 
-    for name, value in data.items():
-        if name in KNOWN_FIELDS:
-            verdict.fields[name] = value
-        else:
-            verdict.warnings.append(f'Unknown field "{name}" was ignored.')
-    verdict.fields["id"] = retailer_id
+    if plain or (data.__class__ is dict and data.keys() <= KNOWN_FIELDS):
+        fields = dict(data)
+    else:
+        fields = {}
+        for name, value in data.items():
+            if name in KNOWN_FIELDS:
+                fields[name] = value
+            else:
+                verdict.warnings.append(f'Unknown field "{name}" was ignored.')
+    # data["id"] exists (retailer_id is not None), so this keeps its place and normalizes its value.
+    fields["id"] = retailer_id
+    verdict.fields = fields
 
     is_new = existing is None
     if method == METHOD_UPDATE and is_new and not allow_upsert:
@@ -196,27 +294,166 @@ def check_record(
             f'No item with retailer id "{retailer_id}" exists in the catalog, and allow_upsert is false.'
         )
         return verdict
-    # CREATE replaces the whole item; UPDATE of an unknown id (upsert) creates it.
-    needs_every_required_field = method == METHOD_CREATE or is_new
-    for name in REQUIRED_FIELDS:
-        if name == "id":
-            continue
-        if name not in verdict.fields:
-            if needs_every_required_field:
-                verdict.errors.append(_missing(name))
-        elif _is_blank(verdict.fields[name]):
-            verdict.errors.append(_missing(name) if needs_every_required_field else _emptied(name))
+    if not plain:
+        _check_fields(fields, verdict, needs_every_required_field=method == METHOD_CREATE or is_new)
 
-    for name, value in verdict.fields.items():
-        if name == "id" or value is None or (name in REQUIRED_FIELDS and _is_blank(value)):
-            continue
-        checker = _FIELD_CHECKS.get(name)
-        if checker is not None:
-            checker(name, value, verdict)
-
-    merged = dict(verdict.fields) if method == METHOD_CREATE else {**(existing or {}), **verdict.fields}
-    _check_sale_price(merged, verdict)
+    # Prices as the item will hold them: CREATE replaces the item, UPDATE merges into it.
+    base = existing if method != METHOD_CREATE else None
+    in_fields = "sale_price" in fields
+    sale_price = fields.get("sale_price") if in_fields or base is None else base.get("sale_price")
+    if sale_price is not None:
+        in_fields = "price" in fields
+        price = fields.get("price") if in_fields or base is None else base.get("price")
+        _check_sale_price(price, sale_price, verdict)
     return verdict
+
+
+def _check_fields(fields: dict[str, Any], verdict: ItemVerdict, *, needs_every_required_field: bool) -> None:
+    """Required fields (CREATE and new items need all), then each field's own rule."""
+    quiet_required = 0
+    full_check: list[str] = []
+    for name, value in fields.items():
+        quick_test = _QUICK_TESTS.get(name)
+        if quick_test is None:
+            continue  # a field with no rule of its own
+        if passes_quick_test(quick_test, value):
+            if name in _REQUIRED_BESIDES_ID_SET:
+                quiet_required += 1
+        else:
+            full_check.append(name)
+
+    blank_required: set[str] = set()
+    # Every required field present and not blank has passed its quick test; otherwise look.
+    if quiet_required < len(_REQUIRED_BESIDES_ID):
+        for name in _REQUIRED_BESIDES_ID:
+            if name not in fields:
+                if needs_every_required_field:
+                    verdict.errors.append(_missing(name))
+            elif _is_blank(fields[name]):
+                blank_required.add(name)
+                verdict.errors.append(_missing(name) if needs_every_required_field else _emptied(name))
+
+    for name in full_check:
+        value = fields[name]
+        if value is None or name in blank_required:
+            continue
+        _FIELD_CHECKS[name](name, value, verdict)
+
+
+def passes_quick_test(quick_test: tuple[str, Any], value: Any) -> bool:
+    """Whether ``value`` is plainly valid: a non-blank string its field's full checker accepts
+    without a message. False decides nothing; the full checker will look."""
+    kind, allowed = quick_test
+    if kind is _QUICK_PLAIN_VALUE:
+        return type(value) in _PLAIN_VALUE_TYPES
+    if value.__class__ is not str:
+        return False
+    if kind is _QUICK_URL:
+        return _PLAIN_HTTP_URL.fullmatch(value) is not None
+    if kind is _QUICK_TEXT:
+        # Not blank: a blank required field is reported as missing instead.
+        return len(value) <= allowed and value.strip() != ""
+    if kind is _QUICK_CHOICE:
+        return value in allowed
+    if kind is _QUICK_PRICE:
+        match = PRICE_PATTERN.fullmatch(value)
+        return match is not None and match[2] in CURRENCY_CODES
+    return False
+
+
+def plain_records(records: Sequence[tuple[str, dict[str, Any]]]) -> list[bool]:
+    """For each ``(method, data)``, whether it is plain: not a DELETE, an exact dict of known
+    fields only, with every required field, every checked value passing its quick test and every
+    other value a string, number or bool (so applying it copies no container and clears nothing).
+
+    Decided a field at a time over the whole batch at C speed (sets, ``str`` methods, maps)
+    rather than a value at a time; a field whose column does not pass as a whole is then looked
+    at value by value, so one odd record costs only its own per-field checks.
+    """
+    plain = [method != METHOD_DELETE and data.__class__ is dict for method, data in records]
+    candidates = [index for index, is_candidate in enumerate(plain) if is_candidate]
+    datas = [records[index][1] for index in candidates]
+    if not datas:
+        return plain
+    names: set[str] = set().union(*datas)
+    if not names <= KNOWN_FIELDS:
+        for index, data in zip(candidates, datas, strict=True):
+            if not data.keys() <= KNOWN_FIELDS:
+                plain[index] = False
+    for name in names | _REQUIRED_BESIDES_ID_SET:
+        if name == "id" or name not in KNOWN_FIELDS:
+            continue  # the id has rules of its own, always checked; unknown fields are not kept
+        quick_test = _QUICK_TESTS.get(name, _PLAIN_VALUE_TEST)
+        column = list(map(dict.get, datas, repeat(name), repeat(_ABSENT)))
+        if name in _REQUIRED_BESIDES_ID_SET:
+            values = column
+        else:
+            values = [value for value in column if value is not _ABSENT]
+        if _column_passes_quick_test(quick_test, values):
+            continue
+        for index, value in zip(candidates, column, strict=True):
+            if value is _ABSENT and name not in _REQUIRED_BESIDES_ID_SET:
+                continue
+            if not passes_quick_test(quick_test, value):
+                plain[index] = False
+    return plain
+
+
+def _column_passes_quick_test(quick_test: tuple[str, Any], values: list[Any]) -> bool:
+    """Whether every value passes :func:`passes_quick_test`; False may only mean "look closer"."""
+    if not values:
+        return True
+    kind, allowed = quick_test
+    if kind is _QUICK_PLAIN_VALUE:
+        return bool(_PLAIN_VALUE_TYPES.issuperset(map(type, values)))
+    if set(map(type, values)) != {str}:
+        return False
+    if kind is _QUICK_TEXT:
+        return max(map(len, values)) <= allowed and all(map(str.strip, values))
+    if kind is _QUICK_URL:
+        # Only [!-~] characters (so no line break either), then the part up to [/?#].
+        characters = "".join(values)
+        if not (characters.isascii() and characters.isprintable()) or " " in characters:
+            return False
+        # A column's links usually share scheme://host/: checking that checks all of them.
+        if _PLAIN_HTTP_URL_HEAD.match(_common_prefix(min(values), max(values))):
+            return True
+        lines = "\n".join(values)
+        return len(_PLAIN_HTTP_URL_PREFIX_LINES.findall(lines)) == len(values)
+    distinct = set(values)
+    if kind is _QUICK_CHOICE:
+        return bool(allowed.issuperset(distinct))
+    if kind is _QUICK_PRICE:
+        # One price a line, so none may hold a line break.
+        lines = "\n".join(distinct)
+        if lines.count("\n") != len(distinct) - 1:
+            return False
+        currencies = _PRICE_LINES.findall(lines)
+        return len(currencies) == len(distinct) and CURRENCY_CODES.issuperset(currencies)
+    return False
+
+
+def _common_prefix(first: str, second: str) -> str:
+    """The longest start the two share (of the smallest and largest, the start all values share)."""
+    for index, (mine, theirs) in enumerate(zip(first, second, strict=False)):
+        if mine != theirs:
+            return first[:index]
+    return first if len(first) <= len(second) else second
+
+
+def parse_records(records: list[Any]) -> list[tuple[str, dict[str, Any]]]:
+    """:func:`parse_record` of each record in order, raising for the first bad one."""
+    # The usual case at C speed: exact dicts, each with an upper-case method and a data object.
+    if set(map(type, records)) == {dict}:
+        methods: list[Any] = list(map(dict.get, records, repeat("method")))
+        datas: list[Any] = list(map(dict.get, records, repeat("data")))
+        if (
+            set(map(type, methods)) == {str}
+            and _METHOD_NAMES.issuperset(methods)
+            and set(map(type, datas)) == {dict}
+        ):
+            return list(zip(methods, datas, strict=True))
+    return [parse_record(index, record) for index, record in enumerate(records)]
 
 
 def _check_text(name: str, value: Any, verdict: ItemVerdict) -> None:
@@ -280,28 +517,37 @@ def _check_additional_image_links(name: str, value: Any, verdict: ItemVerdict) -
             verdict.errors.append(_invalid(name, link, "each entry must be an absolute http or https URL"))
 
 
-def _check_sale_price(item: dict[str, Any], verdict: ItemVerdict) -> None:
-    price = _parse_price(item.get("price"))
-    sale_price = _parse_price(item.get("sale_price"))
-    if price is None or sale_price is None:
+def _check_sale_price(price_value: Any, sale_price_value: Any, verdict: ItemVerdict) -> None:
+    """sale_price against price, as the item will hold them (most items have no sale_price)."""
+    sale_price = _parse_price(sale_price_value)
+    if sale_price is None:
+        return
+    price = _parse_price(price_value)
+    if price is None:
         return
     if price[1] != sale_price[1]:
         verdict.errors.append(
             _invalid(
                 "sale_price",
-                item["sale_price"],
-                f'the currency must match price "{item["price"]}"',
+                sale_price_value,
+                f'the currency must match price "{price_value}"',
             )
         )
     elif sale_price[0] >= price[0]:
         verdict.errors.append(
-            _invalid("sale_price", item["sale_price"], f'must be lower than price "{item["price"]}"')
+            _invalid("sale_price", sale_price_value, f'must be lower than price "{price_value}"')
         )
 
 
 def _parse_price(value: Any) -> tuple[Decimal, str] | None:
     if not isinstance(value, str):
         return None
+    return _parse_price_text(value)
+
+
+# Catalogs repeat prices a lot, and a Decimal costs more than the lookup.
+@lru_cache(maxsize=4096)
+def _parse_price_text(value: str) -> tuple[Decimal, str] | None:
     match = PRICE_PATTERN.fullmatch(value)
     if match is None:
         return None
@@ -312,6 +558,15 @@ def _parse_price(value: Any) -> tuple[Decimal, str] | None:
 
 
 def _is_http_url(value: str) -> bool:
+    # Most links are plain http(s)://host/path: the pattern accepts only URLs the full check
+    # accepts, so it decides nothing on its own, it only skips urlsplit.
+    if _PLAIN_HTTP_URL.fullmatch(value) is not None:
+        return True
+    return _is_http_url_by_urlsplit(value)
+
+
+def _is_http_url_by_urlsplit(value: str) -> bool:
+    """The rule itself: an http or https scheme and a host, no whitespace, and urlsplit can read it."""
     if not value or WHITESPACE.search(value):
         return False
     try:
@@ -362,4 +617,40 @@ _FIELD_CHECKS: dict[str, FieldCheck] = {
     "image_link": _check_url,
     "mobile_link": _check_url,
     "additional_image_link": _check_additional_image_links,
+}
+
+_REQUIRED_BESIDES_ID = tuple(name for name in REQUIRED_FIELDS if name != "id")
+_REQUIRED_BESIDES_ID_SET = frozenset(_REQUIRED_BESIDES_ID)
+
+# Quick tests: kind and its parameter. A string passing one is a value whose full checker adds no
+# message (and it is not blank); everything else goes to the full checker. Text: at most this
+# many characters (title: the warning length). Choice: exactly one of the values, in lower case.
+_QUICK_URL = "url"
+_QUICK_TEXT = "text"
+_QUICK_CHOICE = "choice"
+_QUICK_PRICE = "price"
+_FULL_CHECK_ONLY = "full check only"
+# For plain_records only: a field with no rule of its own, whose value must just be plain.
+_QUICK_PLAIN_VALUE = "plain value"
+_PLAIN_VALUE_TEST = (_QUICK_PLAIN_VALUE, None)
+# Stored as they are: immutable, and not None (which clears a field).
+_PLAIN_VALUE_TYPES = frozenset({str, int, float, bool})
+_METHOD_NAMES = frozenset(METHODS)
+_ABSENT = object()
+_QUICK_TEST_OF_FIELD: dict[str, tuple[str, Any]] = {
+    "title": (_QUICK_TEXT, TITLE_WARNING_LENGTH),
+    "description": (_QUICK_TEXT, MAX_LENGTHS["description"]),
+    "brand": (_QUICK_TEXT, MAX_LENGTHS["brand"]),
+    "price": (_QUICK_PRICE, None),
+    "sale_price": (_QUICK_PRICE, None),
+    "availability": (_QUICK_CHOICE, frozenset(AVAILABILITY_VALUES)),
+    "condition": (_QUICK_CHOICE, frozenset(CONDITION_VALUES)),
+    "status": (_QUICK_CHOICE, frozenset(STATUS_VALUES)),
+    "link": (_QUICK_URL, None),
+    "image_link": (_QUICK_URL, None),
+    "mobile_link": (_QUICK_URL, None),
+}
+# Exactly the checked fields (a field without an entry needs no check at all).
+_QUICK_TESTS: dict[str, tuple[str, Any]] = {
+    name: _QUICK_TEST_OF_FIELD.get(name, (_FULL_CHECK_ONLY, None)) for name in _FIELD_CHECKS
 }
