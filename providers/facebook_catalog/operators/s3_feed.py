@@ -17,6 +17,9 @@ from __future__ import annotations
 
 import os
 import struct
+import sys
+from array import array
+from bisect import bisect_left
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import IO, TYPE_CHECKING, Any
@@ -41,8 +44,9 @@ MAX_MESSAGE_SAMPLES = 20
 # A spooled row: [length of the rest] then [content hash][id hash][id length][id][encoded request].
 _ROW_LENGTH = struct.Struct("<I")
 _ROW_HEADER = struct.Struct("<QQI")
-# An entry of a hash partition: [row][id hash][the row's offset in the spool].
-_PARTITION_ENTRY = struct.Struct("<IQQ")
+# An entry of a hash partition: [row][id hash][the row's offset in the spool], 64 bits each so
+# that a partition file loads as one array.
+_PARTITION_ENTRY = struct.Struct("<QQQ")
 #: De-duplication works one partition (of the id hashes' top 6 bits) at a time.
 PARTITION_BITS = 6
 _PARTITION_SHIFT = 64 - PARTITION_BITS
@@ -135,22 +139,28 @@ class FeedSpool:
     def deduplicate(self) -> int:
         """Keep each id's last occurrence; return how many earlier occurrences were dropped."""
         self._file.flush()
-        offsets: dict[int, int] = {}  # row -> spool offset, for the partition being resolved
+        # The partition being resolved: its rows (ascending) and their offsets in the spool.
+        rows, offsets = array("Q"), array("Q")
 
-        def partitions() -> Iterator[list[tuple[int, int]]]:
+        def partitions() -> Iterator[Iterator[tuple[int, int]]]:
+            nonlocal rows, offsets
             for partition in self._partitions:
                 partition.flush()
                 partition.seek(0)
-                entries = list(_PARTITION_ENTRY.iter_unpack(partition.read()))
-                offsets.clear()
-                offsets.update((row, offset) for row, _, offset in entries)
-                yield [(row, key) for row, key, _ in entries]
+                entries = array("Q")
+                entries.frombytes(partition.read())
+                if sys.byteorder == "big":  # pragma: no cover - written little-endian
+                    entries.byteswap()
+                rows, offsets = entries[0::3], entries[2::3]
+                yield zip(rows, entries[1::3], strict=True)
 
         def same_item(a: int, b: int) -> bool:
-            return self._item_id(offsets[a]) == self._item_id(offsets[b])
+            return self._item_id(offsets[bisect_left(rows, a)]) == self._item_id(
+                offsets[bisect_left(rows, b)]
+            )
 
         self.keep = last_occurrences(self._rows, partitions(), same_item)
-        return self._rows - sum(self.keep)
+        return self.keep.count(0)
 
     def duplicates_by_file(self) -> dict[int, int]:
         counts: dict[int, int] = {}
