@@ -6,6 +6,7 @@ the same results, raise the same exceptions and retry by the same policy.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Sequence
 from functools import cached_property
@@ -164,7 +165,12 @@ class FacebookCatalogHook(_FacebookCatalogHookBase):
         files = [(name, (None, value)) for name, value in form]
         wait = self.items_batch_pacer.wait_before_call()
         if wait:
-            self.log.info("Pacing items_batch to Meta's call budget: waiting %.1f s", wait)
+            # A wait of a few milliseconds (the pacer's margin) is not worth a line in the task log.
+            self.log.log(
+                logging.INFO if wait >= 0.1 else logging.DEBUG,
+                "Pacing items_batch to Meta's call budget: waiting %.1f s",
+                wait,
+            )
             time.sleep(wait)
         body = self._call("POST", settings.items_batch_url, ITEMS_BATCH, files=files)
         self.items_batch_pacer.record_accepted()
