@@ -17,6 +17,7 @@ import os
 import platform
 import resource
 import shlex
+import statistics
 import subprocess
 import sys
 import threading
@@ -110,12 +111,28 @@ def cpu_model() -> str:
     return platform.processor() or "unknown CPU"
 
 
+def cpu_reference_us() -> float:
+    """Microseconds this machine takes for a fixed pure-Python loop (the median of 21 tries).
+
+    A virtual machine's speed drifts (on this project's 2-CPU machine the same loop took nearly
+    twice as long late in a day as early), so absolute figures of two runs compare through this.
+    """
+    tries = []
+    for _ in range(21):
+        started = time.perf_counter()
+        sum(range(1000))
+        tries.append(time.perf_counter() - started)
+    return statistics.median(tries) * 1e6
+
+
 def environment_line(extra_packages: Sequence[str] = ()) -> str:
     parts = [f"{name} {version}" for name, version in versions(extra_packages).items()]
     total_memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     return (
         f"`{platform.machine()}` ({platform.uname().machine}), {os.cpu_count()} CPUs ({cpu_model()}), "
-        f"{total_memory:.0f} GiB RAM, {platform.system()} {platform.release()} · " + " · ".join(parts)
+        f"{total_memory:.0f} GiB RAM, {platform.system()} {platform.release()} · "
+        f"CPU reference {cpu_reference_us():.1f} µs (`sum(range(1000))`; lower is faster) · "
+        + " · ".join(parts)
     )
 
 
