@@ -73,8 +73,8 @@ class _SpoolMark:
 class FeedSpool:
     """Good rows of a snapshot on disk, with their id hashes in partition files beside them.
 
-    Memory does not grow with the rows: one byte a row once de-duplicated (which rows to keep),
-    one partition's dict while de-duplicating, and the files' write buffers.
+    Memory is one byte a row (which rows to keep, once de-duplicated), one partition's arrays
+    and dict while de-duplicating, and the files' write buffers; it holds 65 open files.
     """
 
     def __init__(self, directory: str) -> None:
