@@ -533,17 +533,9 @@ class SyncFailureAlert:
     def settings(self, params: Mapping[str, Any]) -> dict[str, Any]:
         """The few sync settings the alert needs, looked up as the DAG looks them up. Only these: an
         unrelated bad setting (say poll_interval) must not silence the alert."""
-        from facebook_catalog.sync_settings import SYNC_SETTINGS
+        from facebook_catalog.sync_settings import resolve_sync_settings
 
-        resolved: dict[str, Any] = {}
-        for setting in SYNC_SETTINGS:
-            if setting.name not in _ALERT_SETTINGS:
-                continue
-            value = self.overrides.get(setting.name) or params.get(setting.name)
-            if value is None or value == "":
-                value = self.variable(setting.variable)
-            resolved[setting.name] = setting.default if value is None or value == "" else value
-        return resolved
+        return resolve_sync_settings({**params, **self.overrides}, self.variable, names=_ALERT_SETTINGS)
 
     def __call__(self, context: Mapping[str, Any]) -> str | None:
         try:

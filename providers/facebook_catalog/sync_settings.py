@@ -7,7 +7,7 @@ the DAG file is parsed. README's settings table is this table.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -51,11 +51,19 @@ _KINDS: dict[str, type] = {s.name: type(s.default) for s in SYNC_SETTINGS}
 
 
 def resolve_sync_settings(
-    params: Mapping[str, Any], get_variable: Callable[[str], str | None]
+    params: Mapping[str, Any],
+    get_variable: Callable[[str], str | None],
+    names: Collection[str] | None = None,
 ) -> dict[str, Any]:
-    """Params, then Variables, then defaults; values converted to the default's type."""
+    """Params, then Variables, then defaults; values converted to the default's type.
+
+    ``names`` limits the lookup to those settings, so that a bad value of another one (say
+    poll_interval) cannot fail a caller that does not use it.
+    """
     resolved: dict[str, Any] = {}
     for setting in SYNC_SETTINGS:
+        if names is not None and setting.name not in names:
+            continue
         value = params.get(setting.name)
         if value is None or value == "":
             value = get_variable(setting.variable)
@@ -63,7 +71,8 @@ def resolve_sync_settings(
             value = setting.default
         resolved[setting.name] = _convert(setting, value)
     for prefix in ("landing_prefix", "archive_prefix", "quarantine_prefix", "runs_prefix"):
-        resolved[prefix] = resolved[prefix].strip("/") + "/"
+        if prefix in resolved:
+            resolved[prefix] = resolved[prefix].strip("/") + "/"
     return resolved
 
 

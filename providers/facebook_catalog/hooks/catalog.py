@@ -97,6 +97,18 @@ class _FacebookCatalogHookBase(BaseHook):
             state.throttled_retries,
         )
 
+    def _items_batch_pause(self) -> float:
+        """Seconds to wait before the next items_batch call to stay within the learned budget."""
+        wait = self.items_batch_pacer.wait_before_call()
+        if wait:
+            # A wait of a few milliseconds (the pacer's margin) is not worth a line in the task log.
+            self.log.log(
+                logging.INFO if wait >= 0.1 else logging.DEBUG,
+                "Pacing items_batch to Meta's call budget: waiting %.1f s",
+                wait,
+            )
+        return wait
+
     def _note_refusal(self, endpoint: str, error: GraphApiError) -> None:
         if endpoint == ITEMS_BATCH and isinstance(error, ThrottledGraphApiError):
             self.items_batch_pacer.record_refusal(error.retry_after)
@@ -163,14 +175,8 @@ class FacebookCatalogHook(_FacebookCatalogHookBase):
         settings = self.settings
         form = items_batch_form(settings, _payload_bytes(payload))
         files = [(name, (None, value)) for name, value in form]
-        wait = self.items_batch_pacer.wait_before_call()
+        wait = self._items_batch_pause()
         if wait:
-            # A wait of a few milliseconds (the pacer's margin) is not worth a line in the task log.
-            self.log.log(
-                logging.INFO if wait >= 0.1 else logging.DEBUG,
-                "Pacing items_batch to Meta's call budget: waiting %.1f s",
-                wait,
-            )
             time.sleep(wait)
         body = self._call("POST", settings.items_batch_url, ITEMS_BATCH, files=files)
         self.items_batch_pacer.record_accepted()
@@ -285,7 +291,7 @@ class FacebookCatalogAsyncHook(_FacebookCatalogHookBase):
         self, payload: bytes | str, request_count: int, session: aiohttp.ClientSession | None = None
     ) -> ItemsBatchResponse:
         settings = await self.get_settings()
-        wait = self.items_batch_pacer.wait_before_call()
+        wait = self._items_batch_pause()
         if wait:
             await asyncio.sleep(wait)
         body = await self._post_items_batch(session, settings, _payload_bytes(payload))

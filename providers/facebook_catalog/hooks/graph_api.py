@@ -493,11 +493,14 @@ class CallPacer:
         self.budget: int | None = None
         self.window: float | None = None
 
+    def _accepted_since(self, start: float) -> list[float]:
+        return [t for t in self.accepted if t > start]
+
     def wait_before_call(self) -> float:
         if self.budget is None or self.window is None:
             return 0.0
         now = self.clock()
-        in_window = [t for t in self.accepted if t > now - self.window]
+        in_window = self._accepted_since(now - self.window)
         if len(in_window) < self.budget:
             return 0.0
         return max(0.0, in_window[-self.budget] + self.window - now + self.MARGIN)
@@ -513,7 +516,7 @@ class CallPacer:
             self.budget = len(self.accepted)
             self.window = now + retry_after - self.accepted[0]
             return
-        in_window = [t for t in self.accepted if t > now - self.window]
+        in_window = self._accepted_since(now - self.window)
         if in_window:
             self.budget = max(1, min(self.budget, len(in_window)))
             self.window = max(self.window, now + retry_after - in_window[0])

@@ -406,17 +406,18 @@ class FacebookCatalogItemsBatchOperator(BaseOperator):
         poster = ThreadPoolExecutor(max_workers=1, thread_name_prefix="items-batch-post")
         try:
             in_flight: tuple[Future[dict[str, Any]], EncodedBatch] | None = None
-            for batch in batches:
-                if in_flight is not None:
-                    calls.append(in_flight[0].result())
+            # None after the last batch: the last call is then waited for and stored like the others.
+            for batch in itertools.chain(batches, [None]):
                 sent = in_flight
-                in_flight = (poster.submit(self._post_one, hook, batch, len(calls) + 1), batch)
+                if sent is not None:
+                    calls.append(sent[0].result())
+                in_flight = (
+                    None
+                    if batch is None
+                    else (poster.submit(self._post_one, hook, batch, len(calls) + 1), batch)
+                )
                 if sent is not None and records is not None:
                     payload_keys.append(records.put_payload(len(calls), sent[1].payload))
-            if in_flight is not None:
-                calls.append(in_flight[0].result())
-                if records is not None:
-                    payload_keys.append(records.put_payload(len(calls), in_flight[1].payload))
         finally:
             # On an error here (a timeout, a failed call) no further call starts.
             poster.shutdown(wait=False, cancel_futures=True)
