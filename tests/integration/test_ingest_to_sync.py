@@ -99,9 +99,9 @@ def test_only_products_that_really_changed_reach_meta(
     sync_env: dict[str, Any],  # noqa: F811
     pipeline: Callable[..., tuple[DagRunResult, DagRunResult]],
 ) -> None:
-    db, emulator = sql_database, sync_env["emulator"]
+    db = sql_database
+    emulator_: EmulatorServer = sync_env["emulator"]
     buckets: S3Buckets = sync_env["buckets"]
-    emulator_: EmulatorServer = emulator
     day = 10 if db.dialect == "postgres" else 11
     create_shop_schema(db)
     insert_products(

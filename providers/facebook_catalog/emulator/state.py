@@ -23,6 +23,7 @@ from facebook_catalog.emulator.config import EmulatorConfig
 from facebook_catalog.emulator.validation import (
     METHOD_CREATE,
     METHOD_DELETE,
+    PLAIN_VALUE_TYPES,
     ItemVerdict,
     check_record_with_id,
     plain_records,
@@ -222,10 +223,6 @@ class _CatalogProjection:
         return cast("dict[str, dict[str, Any]]", self.overlay)
 
 
-# Values stored as they are: immutable, and not None (which clears a field).
-_PLAIN_VALUE_TYPES = frozenset({str, int, float, bool})
-
-
 def apply_operation(current: dict[str, Any] | None, operation: Operation) -> dict[str, Any] | None:
     """The item after one operation; None means it no longer exists."""
     return item_after(current, operation.method, operation.fields)
@@ -240,7 +237,7 @@ def item_after(
     """
     if method == METHOD_DELETE:
         return None
-    if plain_values or _PLAIN_VALUE_TYPES.issuperset(map(type, fields.values())):
+    if plain_values or PLAIN_VALUE_TYPES.issuperset(map(type, fields.values())):
         # Nothing to clear or copy deeply: the loop below comes down to a copy or a merge.
         if method == METHOD_CREATE or current is None:
             return dict(fields)

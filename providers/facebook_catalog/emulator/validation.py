@@ -114,19 +114,18 @@ PRICE_FORMAT_HINT = (
 )
 PREVIEW_CHARACTERS = 60
 WHITESPACE = re.compile(r"\s")
+# Field values stored as they are: immutable, and not None (which clears a field).
+PLAIN_VALUE_TYPES = frozenset({str, int, float, bool})
 # http(s)://host[:port] and then, after / ? or #, printable ASCII only: urlsplit reads the netloc
 # as exactly host[:port] (no user info, no brackets, ASCII), so its hostname is the non-empty host.
 # Explicit letter classes: IGNORECASE would also match non-ASCII letters (U+017F for "s").
-_PLAIN_HTTP_URL = re.compile(
-    r"[Hh][Tt][Tt][Pp][Ss]?://[A-Za-z0-9][A-Za-z0-9.-]*(?::[0-9]{1,5})?(?:[/?#][!-~]*)?"
-)
+_HTTP_URL_START = r"[Hh][Tt][Tt][Pp][Ss]?://[A-Za-z0-9][A-Za-z0-9.-]*(?::[0-9]{1,5})?"
+_PLAIN_HTTP_URL = re.compile(_HTTP_URL_START + r"(?:[/?#][!-~]*)?")
 # The same over many URLs, one a line, once their characters are known to be [!-~]: each line's
 # start up to the end of host[:port].
-_PLAIN_HTTP_URL_PREFIX_LINES = re.compile(
-    r"^[Hh][Tt][Tt][Pp][Ss]?://[A-Za-z0-9][A-Za-z0-9.-]*(?::[0-9]{1,5})?(?=[/?#]|$)", re.MULTILINE
-)
+_PLAIN_HTTP_URL_PREFIX_LINES = re.compile("^" + _HTTP_URL_START + r"(?=[/?#]|$)", re.MULTILINE)
 # The same up to and with the first [/?#]: a prefix of links that share it.
-_PLAIN_HTTP_URL_HEAD = re.compile(r"[Hh][Tt][Tt][Pp][Ss]?://[A-Za-z0-9][A-Za-z0-9.-]*(?::[0-9]{1,5})?[/?#]")
+_PLAIN_HTTP_URL_HEAD = re.compile(_HTTP_URL_START + "[/?#]")
 # PRICE_PATTERN over many prices, one a line: each line's currency.
 _PRICE_LINES = re.compile(r"^\d+(?:\.\d+)? ([A-Za-z]{3})$", re.MULTILINE)
 
@@ -165,19 +164,11 @@ class ItemVerdict:
             self._errors = []
         return self._errors
 
-    @errors.setter
-    def errors(self, value: list[str]) -> None:
-        self._errors = value
-
     @property
     def warnings(self) -> list[str]:
         if self._warnings is None:
             self._warnings = []
         return self._warnings
-
-    @warnings.setter
-    def warnings(self, value: list[str]) -> None:
-        self._warnings = value
 
     @property
     def is_valid(self) -> bool:
@@ -345,7 +336,7 @@ def passes_quick_test(quick_test: tuple[str, Any], value: Any) -> bool:
     without a message. False decides nothing; the full checker will look."""
     kind, allowed = quick_test
     if kind is _QUICK_PLAIN_VALUE:
-        return type(value) in _PLAIN_VALUE_TYPES
+        return type(value) in PLAIN_VALUE_TYPES
     if value.__class__ is not str:
         return False
     if kind is _QUICK_URL:
@@ -405,7 +396,7 @@ def _column_passes_quick_test(quick_test: tuple[str, Any], values: list[Any]) ->
         return True
     kind, allowed = quick_test
     if kind is _QUICK_PLAIN_VALUE:
-        return bool(_PLAIN_VALUE_TYPES.issuperset(map(type, values)))
+        return bool(PLAIN_VALUE_TYPES.issuperset(map(type, values)))
     if set(map(type, values)) != {str}:
         return False
     if kind is _QUICK_TEXT:
@@ -633,8 +624,6 @@ _FULL_CHECK_ONLY = "full check only"
 # For plain_records only: a field with no rule of its own, whose value must just be plain.
 _QUICK_PLAIN_VALUE = "plain value"
 _PLAIN_VALUE_TEST = (_QUICK_PLAIN_VALUE, None)
-# Stored as they are: immutable, and not None (which clears a field).
-_PLAIN_VALUE_TYPES = frozenset({str, int, float, bool})
 _METHOD_NAMES = frozenset(METHODS)
 _ABSENT = object()
 _QUICK_TEST_OF_FIELD: dict[str, tuple[str, Any]] = {
