@@ -3,9 +3,10 @@
 For each size, one CSV landing file is put on a moto S3 server (a subprocess) and run through two
 pipelines, each in a child process of its own so that its peak resident memory is its own:
 
-- **ours**, as the operator runs it: ``read_s3_feed`` (S3 → temporary file → feed rules →
-  on-disk spool, dedupe), then ``FacebookCatalogItemsBatchOperator._item_requests`` and
-  ``_post_batches`` (``split_encoded`` + the sync hook's ``send_items_batch``);
+- **ours**, as the operator runs it: ``read_s3_feed`` (S3 → temporary file → the ids pass),
+  then ``FacebookCatalogItemsBatchOperator._item_requests`` over ``feed.items()`` (the feed
+  rules; repeated ids spooled and de-duplicated) and ``_post_batches`` (``split_encoded`` + the
+  sync hook's ``send_items_batch``), which sends each call while the next is being read;
 - **baseline**, what people write by hand: ``pandas.read_csv`` of the whole object, then
   ``ProductCatalog(catalog_id).create_items_batch(...)`` of the facebook-business SDK, 5,000
   requests a call. The SDK is pointed at the emulator by setting ``GRAPH`` (the Graph base URL)
@@ -81,7 +82,7 @@ def child_ours(args: argparse.Namespace) -> dict[str, Any]:
     rss_after_imports = current_rss_mb()
     phases = _watch_dedupe()
     profiler = _start_profiler(args.profile_out)
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     with tempfile.TemporaryDirectory(prefix="fb-bench-spool-", dir=args.workdir) as workdir:
         feed = read_s3_feed(
             S3Hook(aws_conn_id="aws_default"), args.bucket, [args.key], FeedOptions(), workdir
@@ -91,9 +92,9 @@ def child_ours(args: argparse.Namespace) -> dict[str, Any]:
         operator = FacebookCatalogItemsBatchOperator(task_id="feed_throughput", catalog_id=args.catalog_id)
         hook = operator._hook()
         posted = operator._post_batches(hook, operator._item_requests(feed, None), None)
-        feed.spool.close()
+        feed.close()
         hook.close()
-    finished = time.perf_counter()
+    finished, cpu = time.perf_counter(), time.process_time() - cpu_started
     _stop_profiler(profiler, args.profile_out)
     counts = feed.counts()
     return {
@@ -105,6 +106,7 @@ def child_ours(args: argparse.Namespace) -> dict[str, Any]:
         "seconds_read": read_done - started,
         "seconds_post": finished - read_done,
         "seconds": finished - started,
+        "cpu_seconds": cpu,
         "rss_after_imports_mb": rss_after_imports,
         "peak_rss_mb": peak_rss_mb(),
         "phases": phases,
@@ -145,7 +147,7 @@ def child_baseline(args: argparse.Namespace) -> dict[str, Any]:
     connection = json.loads(os.environ["AIRFLOW_CONN_FACEBOOK_CATALOG_DEFAULT"])
     aws = json.loads(os.environ["AIRFLOW_CONN_AWS_DEFAULT"])
     rss_after_imports = current_rss_mb()
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     s3 = boto3.client(
         "s3",
         endpoint_url=aws["extra"]["endpoint_url"],
@@ -174,7 +176,7 @@ def child_baseline(args: argparse.Namespace) -> dict[str, Any]:
             }
         )
         handles.extend(response["handles"])
-    finished = time.perf_counter()
+    finished, cpu = time.perf_counter(), time.process_time() - cpu_started
     return {
         "rows": len(frame),
         "rejected_before_sending": 0,
@@ -184,6 +186,7 @@ def child_baseline(args: argparse.Namespace) -> dict[str, Any]:
         "seconds_read": read_done - started,
         "seconds_post": finished - read_done,
         "seconds": finished - started,
+        "cpu_seconds": cpu,
         "rss_after_imports_mb": rss_after_imports,
         "peak_rss_mb": peak_rss_mb(),
     }
@@ -302,7 +305,7 @@ def report(results: dict[int, dict[str, dict[str, Any]]]) -> Report:
         "seconds",
         "items/s",
         "emulator s",
-        "client items/s",
+        "client CPU s",
         "read s",
         "post s",
         "peak RSS MiB",
@@ -315,7 +318,6 @@ def report(results: dict[int, dict[str, dict[str, Any]]]) -> Report:
     rows = []
     for size, by_pipeline in results.items():
         for pipeline, r in by_pipeline.items():
-            client_seconds = max(r["seconds"] - r["emulator_seconds"], 1e-9)
             rows.append(
                 [
                     fmt_int(size),
@@ -323,7 +325,7 @@ def report(results: dict[int, dict[str, dict[str, Any]]]) -> Report:
                     fmt(r["seconds"]),
                     fmt_int(size / r["seconds"]),
                     fmt(r["emulator_seconds"]),
-                    fmt_int(size / client_seconds),
+                    fmt(r["cpu_seconds"]),
                     fmt(r["seconds_read"]),
                     fmt(r["seconds_post"]),
                     fmt_int(r["peak_rss_mb"]),
@@ -337,13 +339,11 @@ def report(results: dict[int, dict[str, dict[str, Any]]]) -> Report:
     summary_rows = []
     for size, by_pipeline in results.items():
         ours, base = by_pipeline["ours"], by_pipeline["baseline"]
-        ours_client = max(ours["seconds"] - ours["emulator_seconds"], 1e-9)
-        base_client = max(base["seconds"] - base["emulator_seconds"], 1e-9)
         summary_rows.append(
             [
                 fmt_int(size),
                 f"{base['seconds'] / ours['seconds']:.2f}x",
-                f"{base_client / ours_client:.2f}x",
+                f"{base['cpu_seconds'] / max(ours['cpu_seconds'], 1e-9):.2f}x",
                 f"{base['peak_rss_mb'] / ours['peak_rss_mb']:.1f}x",
                 f"{(base['payload_mb'] / ours['payload_mb'] - 1) * 100:+.0f}%"
                 if ours["payload_mb"]
@@ -357,15 +357,17 @@ def report(results: dict[int, dict[str, dict[str, Any]]]) -> Report:
     ]
     speedups = [results[s]["baseline"]["seconds"] / results[s]["ours"]["seconds"] for s in sizes]
     client_speedups = [
-        max(results[s]["baseline"]["seconds"] - results[s]["baseline"]["emulator_seconds"], 1e-9)
-        / max(results[s]["ours"]["seconds"] - results[s]["ours"]["emulator_seconds"], 1e-9)
-        for s in sizes
+        results[s]["baseline"]["cpu_seconds"] / max(results[s]["ours"]["cpu_seconds"], 1e-9) for s in sizes
     ]
     largest = max(sizes)
     notes = [
         "items/s = products in the file / seconds from the first S3 byte to the last items_batch "
         "answer. *emulator s* = the emulator's own time answering items_batch (body read, form "
-        "parse, JSON parse, per-item validation; measured inside it); *client items/s* leaves it out.",
+        "parse, JSON parse, per-item validation; measured inside it). *client CPU s* = the pipeline "
+        "process's own CPU time (user + system, every thread), so the emulator's work is left out "
+        "whether or not it overlaps the client's. *read s* = ours: S3 download and the ids pass, "
+        "before the first call; the baseline: S3 and pandas. *post s* = the rest: for ours the feed "
+        "rules, spool and calls, which overlap.",
         "peak RSS = the child process's VmHWM (its ru_maxrss would include the parent's size, which "
         "Linux carries across exec); *after imports* = its RSS once the pipeline's modules "
         "were imported (Airflow + boto3 for ours, pandas + boto3 + facebook-business for the baseline), "
@@ -379,7 +381,7 @@ def report(results: dict[int, dict[str, dict[str, Any]]]) -> Report:
         f"{ours_growth[-1] - ours_growth[0]:+.0f} MiB.",
         f"Target: at least {TARGET_SPEEDUP:.0f}x the baseline's items/s: end to end "
         f"{', '.join(f'{s:.2f}x' for s in speedups)} → {met(min(speedups) >= TARGET_SPEEDUP)}; client side "
-        f"(emulator time left out) {', '.join(f'{s:.2f}x' for s in client_speedups)} → "
+        f"(CPU seconds) {', '.join(f'{s:.2f}x' for s in client_speedups)} → "
         f"{met(min(client_speedups) >= TARGET_SPEEDUP)}.",
         "ours' peak RSS just before / just after the spool's de-duplication (FeedSpool.deduplicate): "
         + ", ".join(

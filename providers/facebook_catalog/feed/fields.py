@@ -141,6 +141,11 @@ class ColumnLayout:
     missing: tuple[str, ...]
     duplicated: tuple[tuple[str, tuple[str, ...]], ...]
 
+    @property
+    def id_index(self) -> int:
+        """The id column's index (a checked header always has one)."""
+        return next(index for index, field in self.fields if field == "id")
+
 
 def layout_columns(header: Sequence[str]) -> ColumnLayout:
     fields: list[tuple[int, str]] = []

@@ -227,13 +227,20 @@ class FacebookCatalogItemsBatchOperator(BaseOperator):
         try:
             with tempfile.TemporaryDirectory(prefix="fb-catalog-") as workdir:
                 feed = self._read_feed(workdir)
-                submitted.update(self._feed_summary(feed, records))
                 changes = self._change_tracking(settings.catalog_id)
+                # Download and the ids pass; the feed rules then run while calls are in flight.
                 submitted["seconds_reading"] = round((_now() - started).total_seconds(), 3)
                 posting_started = _now()
-                submitted.update(self._post_batches(hook, self._item_requests(feed, changes), records))
-                if feed is not None:
-                    feed.spool.close()
+                try:
+                    submitted.update(self._post_batches(hook, self._item_requests(feed, changes), records))
+                except BaseException:
+                    if feed is not None:  # what was read before sending stopped, for the report
+                        submitted.update(files=feed.files, counts=feed.counts())
+                    raise
+                finally:
+                    if feed is not None:
+                        feed.close()
+                submitted.update(self._feed_summary(feed, records))
             if changes is not None:
                 submitted["counts"]["items_unchanged"] = changes.unchanged
                 submitted["change_detection"] = changes.summary()
@@ -302,6 +309,7 @@ class FacebookCatalogItemsBatchOperator(BaseOperator):
         return RunRecords(self._s3_hook(), self.records_bucket, context["run_id"], self.records_prefix)
 
     def _read_feed(self, workdir: str) -> S3FeedRead | None:
+        """Download the snapshot and read its ids; the feed rules run as its items are sent."""
         keys = [self.s3_keys] if isinstance(self.s3_keys, str) else list(self.s3_keys or [])
         if not keys:
             return None
@@ -314,36 +322,38 @@ class FacebookCatalogItemsBatchOperator(BaseOperator):
             default_currency=self.default_currency, default_condition=self.default_condition
         )
         feed = read_s3_feed(self._s3_hook(), self.s3_bucket, keys, options, workdir)
-        for message in feed.rejection_samples:
-            self.log.warning("Rejected: %s", message)
-        for message in feed.warning_samples:
-            self.log.warning("%s", message)
         for failed in feed.file_errors:
             self.log.error(
                 "Not read as a feed: s3://%s/%s: %s", self.s3_bucket, failed["key"], failed["error"]
             )
+        return feed
+
+    def _feed_summary(self, feed: S3FeedRead | None, records: RunRecords | None) -> dict[str, Any]:
+        """What reading the feed found, logged and stored: complete once its items were all sent,
+        partial when sending stopped early."""
+        if feed is None:
+            return {"files": [], "counts": {}, "rejected_samples": [], "records": {}}
+        for message in feed.rejection_samples:
+            self.log.warning("Rejected: %s", message)
+        for message in feed.warning_samples:
+            self.log.warning("%s", message)
         counts = feed.counts()
         self.log.info(
             "Read %d rows from %d objects: %d good items, %d rows rejected, %d duplicates dropped, "
             "%d files not readable as a feed",
             counts["rows_read"],
-            len(keys),
-            len(feed.spool) - feed.duplicates,
+            len(feed.keys),
+            feed.items_to_send,
             counts["rows_rejected"],
             counts["duplicates_dropped"],
             counts["files_quarantined"],
         )
-        return feed
-
-    def _feed_summary(self, feed: S3FeedRead | None, records: RunRecords | None) -> dict[str, Any]:
-        if feed is None:
-            return {"files": [], "counts": {}, "rejected_samples": [], "records": {}}
         recorded: dict[str, Any] = {}
         if records is not None and feed.rejected_rows:
             recorded["rejected_rows"] = records.put_rejected_rows_file(feed.rejected_rows_path)
         return {
             "files": feed.files,
-            "counts": feed.counts(),
+            "counts": counts,
             "rejected_samples": feed.rejection_samples,
             "records": recorded,
         }
@@ -384,8 +394,8 @@ class FacebookCatalogItemsBatchOperator(BaseOperator):
             )
             for r in (item_request(fields) for fields in self.items or [])
         )
-        spooled: Iterable[SpooledItem] = feed.spool if feed else ()
-        for item in itertools.chain(given, spooled):
+        from_feed: Iterable[SpooledItem] = feed.items() if feed else ()
+        for item in itertools.chain(given, from_feed):
             if changes is None or changes.should_send(item.id_hash, item.content_hash):
                 yield item.item_id, item.request
 

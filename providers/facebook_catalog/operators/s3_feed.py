@@ -1,16 +1,19 @@
-"""Read a snapshot of CSV feed objects from S3 through the feed rules, at any size.
+"""Read a snapshot of CSV feed objects from S3 through the feed rules, at any size, while its
+items are being sent.
 
-Memory stays flat however many products the snapshot holds:
+The snapshot is read in two passes over local copies of the objects:
 
-- each object is streamed to a temporary file, never into memory;
-- each good row is encoded once, as its items_batch request (whose bytes also give its content
-  hash), and appended to a spool file on disk; its id hash goes to one of 64 partition files;
-- duplicates are resolved one partition at a time on the hashes (the last occurrence of an id
-  wins, across files in order), confirmed on the real ids; what stays is one byte a row;
-- rejected rows go straight to a CSV file; only samples stay in memory.
+1. **ids**: every object is downloaded (streamed to a file, never into memory) and its rows' ids
+   read (CSV and the id rule only). A file-level problem (missing column, not a CSV, corrupt
+   gzip, ...) surfaces here, before anything is sent, so a half-read file is never half-synced.
+   The id hashes go to 64 partition files on disk; resolving them one partition at a time marks
+   the rows whose id occurs more than once in the snapshot (one byte per line in memory).
+2. **items**: the feed rules run over every file again, and each good row is encoded once, as
+   its items_batch request. A row whose id occurs once is handed on at once, so it is sent while
+   the rest is still being read. A row whose id repeats goes to a spool on disk; once every file
+   is read, the spool keeps each id's last occurrence (across files in order) and hands those on.
 
-A file-level problem (missing column, not a CSV, corrupt gzip, ...) can surface mid-file: the
-file's rows are then taken back out of the spool, so a half-read file is never half-synced.
+Rejected rows go straight to a CSV file; only samples stay in memory.
 """
 
 from __future__ import annotations
@@ -20,8 +23,9 @@ import struct
 import sys
 from array import array
 from bisect import bisect_left
+from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING, Any
 
 from facebook_catalog.feed import (
@@ -35,6 +39,7 @@ from facebook_catalog.feed import (
     read_feed_file,
 )
 from facebook_catalog.feed.change_detection import encoded_update, id_hash
+from facebook_catalog.feed.reader import read_feed_file_ids
 
 if TYPE_CHECKING:
     from airflow.providers.amazon.aws.hooks.s3 import S3Hook
@@ -44,12 +49,12 @@ MAX_MESSAGE_SAMPLES = 20
 # A spooled row: [length of the rest] then [content hash][id hash][id length][id][encoded request].
 _ROW_LENGTH = struct.Struct("<I")
 _ROW_HEADER = struct.Struct("<QQI")
-# An entry of a hash partition: [row][id hash][the row's offset in the spool], 64 bits each so
-# that a partition file loads as one array.
-_PARTITION_ENTRY = struct.Struct("<QQQ")
-#: De-duplication works one partition (of the id hashes' top 6 bits) at a time.
+#: Resolving repeated ids works one partition (of the id hashes' top 6 bits) at a time.
 PARTITION_BITS = 6
 _PARTITION_SHIFT = 64 - PARTITION_BITS
+_UINT64 = (1 << 64) - 1
+# The first pass keys a row by (file number << 40 | line): a file of 2**40 lines is not a feed.
+_LINE_BITS = 40
 
 
 @dataclass(frozen=True)
@@ -62,16 +67,86 @@ class SpooledItem:
     content_hash: int
 
 
-@dataclass(frozen=True)
-class _SpoolMark:
-    rows: int
-    spool_bytes: int
-    partition_bytes: tuple[int, ...]
-    file_starts: int
+def item_to_send(fields: Mapping[str, str]) -> SpooledItem:
+    """A good row's fields as the item to send (one orjson call for the request and its hash)."""
+    item_id = fields["id"]
+    request, fields_hash = encoded_update(fields)
+    return SpooledItem(item_id, request, id_hash(item_id), fields_hash)
+
+
+class _HashPartitions:
+    """Entries of unsigned 64-bit values, filed by the top bits of their first value (a hash) in
+    one of 64 files on disk, so that equal hashes meet in one partition loaded at a time."""
+
+    def __init__(self, directory: str, name: str, values_per_entry: int) -> None:
+        self._entry = struct.Struct("<" + "Q" * values_per_entry)
+        self.values_per_entry = values_per_entry
+        self._files: list[IO[bytes]] = [
+            open(os.path.join(directory, f"{name}.{number:02d}"), "w+b", buffering=1 << 13)  # noqa: SIM115
+            for number in range(1 << PARTITION_BITS)
+        ]
+
+    def add(self, key_hash: int, *values: int) -> None:
+        self._files[key_hash >> _PARTITION_SHIFT].write(self._entry.pack(key_hash, *values))
+
+    def __iter__(self) -> Iterator[array[int]]:
+        """Each partition's entries, flat (every ``values_per_entry`` values make one entry)."""
+        for partition in self._files:
+            partition.flush()
+            partition.seek(0)
+            entries = array("Q")
+            entries.frombytes(partition.read())
+            if sys.byteorder == "big":  # pragma: no cover - written little-endian
+                entries.byteswap()
+            yield entries
+
+    def close(self) -> None:
+        for partition in self._files:
+            partition.close()
+
+
+class RepeatedIds:
+    """The first pass: which rows of a snapshot hold an id that occurs more than once in it.
+
+    Ids are hashed with Python's own ``hash`` (stable within the process, which both passes run
+    in). Two different ids that share a hash are both taken as repeated: they are then spooled
+    and told apart on their real ids, so a collision costs time, never a product.
+    """
+
+    def __init__(self, directory: str) -> None:
+        self._partitions = _HashPartitions(directory, "ids", 2)
+        self._last_line: list[int] = []
+
+    def add_file(self) -> int:
+        """Start the next file; returns its number."""
+        self._last_line.append(0)
+        return len(self._last_line) - 1
+
+    def add(self, file_number: int, line: int, item_id: str) -> None:
+        self._partitions.add(hash(item_id) & _UINT64, file_number << _LINE_BITS | line)
+        self._last_line[file_number] = line
+
+    def resolve(self) -> list[bytearray]:
+        """Per file, a flag per line: 1 where the row starting on that line has a repeated id.
+
+        A file that later proves unreadable still counts here: its ids only make more rows look
+        repeated, and a spooled row is still sent once.
+        """
+        flags = [bytearray(last + 1) for last in self._last_line]
+        line_mask = (1 << _LINE_BITS) - 1
+        for entries in self._partitions:
+            hashes, keys = entries[0::2], entries[1::2]
+            repeated = {h for h, count in Counter(hashes).items() if count > 1}
+            if repeated:
+                for h, key in zip(hashes, keys, strict=True):
+                    if h in repeated:
+                        flags[key >> _LINE_BITS][key & line_mask] = 1
+        self._partitions.close()
+        return flags
 
 
 class FeedSpool:
-    """Good rows of a snapshot on disk, with their id hashes in partition files beside them.
+    """Rows of repeated ids on disk, with their id hashes in partition files beside them.
 
     Memory is one byte a row (which rows to keep, once de-duplicated), one partition's arrays
     and dict while de-duplicating, and the files' write buffers; it holds 65 open files.
@@ -80,10 +155,8 @@ class FeedSpool:
     def __init__(self, directory: str) -> None:
         # Buffered both ways: rows are appended one by one, then read back in order.
         self._file: IO[bytes] = open(os.path.join(directory, "items.spool"), "w+b", buffering=1 << 20)  # noqa: SIM115
-        self._partitions: list[IO[bytes]] = [
-            open(os.path.join(directory, f"id-hashes.{number:02d}"), "w+b", buffering=1 << 13)  # noqa: SIM115
-            for number in range(1 << PARTITION_BITS)
-        ]
+        # Entries: [id hash][row][the row's offset in the spool].
+        self._partitions = _HashPartitions(directory, "spool-ids", 3)
         self._rows = 0
         self._spool_bytes = 0
         # (first row, file number) where each file's rows begin: a row's file without a column.
@@ -93,43 +166,20 @@ class FeedSpool:
     def __len__(self) -> int:
         return self._rows
 
-    def add(self, file_number: int, fields: Mapping[str, str]) -> None:
-        item_id = fields["id"]
-        encoded_id = item_id.encode("utf-8")
-        request, fields_hash = encoded_update(fields)
+    def add(self, file_number: int, item: SpooledItem) -> None:
+        encoded_id = item.item_id.encode("utf-8")
         if not self._file_starts or self._file_starts[-1][1] != file_number:
             self._file_starts.append((self._rows, file_number))
-        item_hash = id_hash(item_id)
-        rest = _ROW_HEADER.size + len(encoded_id) + len(request)
+        rest = _ROW_HEADER.size + len(encoded_id) + len(item.request)
         self._file.write(
             _ROW_LENGTH.pack(rest)
-            + _ROW_HEADER.pack(fields_hash, item_hash, len(encoded_id))
+            + _ROW_HEADER.pack(item.content_hash, item.id_hash, len(encoded_id))
             + encoded_id
-            + request
+            + item.request
         )
-        self._partitions[item_hash >> _PARTITION_SHIFT].write(
-            _PARTITION_ENTRY.pack(self._rows, item_hash, self._spool_bytes)
-        )
+        self._partitions.add(item.id_hash, self._rows, self._spool_bytes)
         self._rows += 1
         self._spool_bytes += _ROW_LENGTH.size + rest
-
-    def mark(self) -> _SpoolMark:
-        return _SpoolMark(
-            self._rows,
-            self._spool_bytes,
-            tuple(partition.tell() for partition in self._partitions),
-            len(self._file_starts),
-        )
-
-    def rollback(self, mark: _SpoolMark) -> None:
-        """Take back every row added since ``mark`` (a file that turned out unreadable)."""
-        for partition, size in zip(self._partitions, mark.partition_bytes, strict=True):
-            partition.seek(size)
-            partition.truncate()
-        self._file.seek(mark.spool_bytes)
-        self._file.truncate()
-        self._rows, self._spool_bytes = mark.rows, mark.spool_bytes
-        del self._file_starts[mark.file_starts :]
 
     def _item_id(self, offset: int) -> str:
         self._file.seek(offset + _ROW_LENGTH.size)
@@ -144,15 +194,9 @@ class FeedSpool:
 
         def partitions() -> Iterator[Iterator[tuple[int, int]]]:
             nonlocal rows, offsets
-            for partition in self._partitions:
-                partition.flush()
-                partition.seek(0)
-                entries = array("Q")
-                entries.frombytes(partition.read())
-                if sys.byteorder == "big":  # pragma: no cover - written little-endian
-                    entries.byteswap()
-                rows, offsets = entries[0::3], entries[2::3]
-                yield zip(rows, entries[1::3], strict=True)
+            for entries in self._partitions:
+                rows, offsets = entries[1::3], entries[2::3]
+                yield zip(rows, entries[0::3], strict=True)
 
         def same_item(a: int, b: int) -> bool:
             return self._item_id(offsets[bisect_left(rows, a)]) == self._item_id(
@@ -164,7 +208,7 @@ class FeedSpool:
 
     def duplicates_by_file(self) -> dict[int, int]:
         counts: dict[int, int] = {}
-        if self.keep is None:
+        if self.keep is None or not self._file_starts:
             return counts
         ends = [first for first, _ in self._file_starts[1:]] + [len(self)]
         for (first, number), end in zip(self._file_starts, ends, strict=True):
@@ -189,100 +233,146 @@ class FeedSpool:
             yield SpooledItem(data[start:end].decode("utf-8"), data[end:], item_hash, fields_hash)
 
     def close(self) -> None:
-        for partition in self._partitions:
-            partition.close()
+        self._partitions.close()
         self._file.close()
 
 
-@dataclass
 class S3FeedRead:
-    """What reading a snapshot of feed objects produced."""
+    """A snapshot of feed objects being read: :func:`read_s3_feed` downloads it and runs the first
+    pass; :meth:`items` runs the second and hands on the items to send.
 
-    spool: FeedSpool
-    files: list[dict[str, Any]]
-    rejected_rows_path: str
-    rejected_rows: int = 0
-    rejection_samples: list[str] = field(default_factory=list)
-    warning_samples: list[str] = field(default_factory=list)
-    duplicates: int = 0
+    ``files``, the counts and the rejection figures are complete once :meth:`items` is exhausted;
+    before that, ``file_errors`` already names every file that cannot be read as a feed.
+    """
+
+    def __init__(self, bucket: str, keys: Sequence[str], options: FeedOptions, directory: str) -> None:
+        self.bucket = bucket
+        self.keys = list(keys)
+        self.options = options
+        self.directory = directory
+        self.rejected_rows_path = os.path.join(directory, "rejected_rows.csv")
+        self.rejected_rows = 0
+        self.rejection_samples: list[str] = []
+        self.warning_samples: list[str] = []
+        self.duplicates = 0
+        self.files: list[dict[str, Any]] = []
+        self.spool = FeedSpool(directory)
+        self._paths = [os.path.join(directory, f"object.{number:05d}") for number in range(len(self.keys))]
+        self._scan_errors: list[str | None] = []
+        self._repeated: list[bytearray] = []
+
+    def _source(self, number: int) -> str:
+        return f"s3://{self.bucket}/{self.keys[number]}"
+
+    def scan(self, s3_hook: S3Hook) -> None:
+        """Download every object and read its ids: the first pass."""
+        client = s3_hook.get_conn()
+        repeated = RepeatedIds(self.directory)
+        for number, (key, path) in enumerate(zip(self.keys, self._paths, strict=True)):
+            with open(path, "wb") as handle:
+                # One streamed GET in 1 MiB reads: boto3's transfer manager would hold up to
+                # ten 8 MiB parts in memory at once for a large object.
+                body = client.get_object(Bucket=self.bucket, Key=key)["Body"]
+                for chunk in body.iter_chunks(chunk_size=1 << 20):
+                    handle.write(chunk)
+            file_number = repeated.add_file()
+            try:
+                for line, item_id in read_feed_file_ids(path, source=self._source(number)):
+                    repeated.add(file_number, line, item_id)
+            except FeedFileError as problem:
+                self._scan_errors.append(problem.reason)
+            else:
+                self._scan_errors.append(None)
+        self._repeated = repeated.resolve()
 
     @property
     def file_errors(self) -> list[dict[str, Any]]:
-        return [f for f in self.files if f["error"]]
+        """The files that cannot be read as a feed, with why: known after the first pass."""
+        return [
+            {"key": self.keys[number], "error": error}
+            for number, error in enumerate(self._scan_errors)
+            if error is not None
+        ]
+
+    def items(self) -> Iterator[SpooledItem]:
+        """The second pass: every item to send, once. Items whose id occurs once come as their
+        file is read; those of repeated ids (each id's last occurrence) once every file is read."""
+        with open(self.rejected_rows_path, "w", encoding="utf-8", newline="") as rejected_out:
+            rejected = RejectedRowsWriter(rejected_out)
+            for number, path in enumerate(self._paths):
+                yield from self._read_items(number, path, rejected)
+            self.rejected_rows = rejected.count
+        self.duplicates = self.spool.deduplicate()
+        for number, count in self.spool.duplicates_by_file().items():
+            self.files[number]["duplicates"] = count
+        yield from self.spool
+
+    def _read_items(self, number: int, path: str, rejected: RejectedRowsWriter) -> Iterator[SpooledItem]:
+        source = self._source(number)
+        error = self._scan_errors[number]
+        repeated = self._repeated[number]
+        tally = FeedTally(source)
+        try:
+            for event in read_feed_file(path, source=source, options=self.options):
+                tally.add(event)
+                if isinstance(event, FeedItem):
+                    if error is not None:
+                        continue
+                    item = item_to_send(event.fields)
+                    if repeated[event.line]:
+                        self.spool.add(number, item)
+                    else:
+                        yield item
+                elif isinstance(event, Rejection):
+                    # Recorded for an unreadable file too: the row is bad anyway.
+                    rejected.write(event)
+                    if len(self.rejection_samples) < MAX_MESSAGE_SAMPLES:
+                        self.rejection_samples.append(event.message())
+                elif len(self.warning_samples) < MAX_MESSAGE_SAMPLES:
+                    self.warning_samples.append(event.message())
+        except FeedFileError:
+            # The same local copy and the same reader as the first pass: only a file the first
+            # pass found unreadable stops here, at the same row.
+            if error is None:
+                raise
+        finally:
+            os.unlink(path)
+        summary = tally.summary(error=error)
+        self.files.append(
+            {
+                "key": self.keys[number],
+                "rows_read": summary.rows_read,
+                "items": summary.items if error is None else 0,
+                "rejected_rows": summary.rejected_rows,
+                "warnings": summary.warnings,
+                "duplicates": 0,
+                "error": error,
+            }
+        )
+
+    @property
+    def items_to_send(self) -> int:
+        """Good items after de-duplication (complete once :meth:`items` is exhausted)."""
+        return sum(f["items"] for f in self.files) - self.duplicates
 
     def counts(self) -> dict[str, int]:
         return {
-            "files_read": len(self.files) - len(self.file_errors),
-            "files_quarantined": len(self.file_errors),
+            "files_read": len(self.files) - sum(1 for f in self.files if f["error"]),
+            "files_quarantined": sum(1 for f in self.files if f["error"]),
             "rows_read": sum(f["rows_read"] for f in self.files),
             "rows_rejected": sum(f["rejected_rows"] for f in self.files),
             "duplicates_dropped": self.duplicates,
         }
 
+    def close(self) -> None:
+        self.spool.close()
+
 
 def read_s3_feed(
     s3_hook: S3Hook, bucket: str, keys: Sequence[str], options: FeedOptions, directory: str
 ) -> S3FeedRead:
-    """Read every object in order into a spool under ``directory`` (a temporary directory the
-    caller owns and removes)."""
-    spool = FeedSpool(directory)
-    rejected_rows_path = os.path.join(directory, "rejected_rows.csv")
-    rejection_samples: list[str] = []
-    warning_samples: list[str] = []
-    files: list[dict[str, Any]] = []
-    client = s3_hook.get_conn()
-    with open(rejected_rows_path, "w", encoding="utf-8", newline="") as rejected_out:
-        rejected = RejectedRowsWriter(rejected_out)
-        for number, key in enumerate(keys):
-            source = f"s3://{bucket}/{key}"
-            path = os.path.join(directory, "object")
-            with open(path, "wb") as handle:
-                # One streamed GET in 1 MiB reads: boto3's transfer manager would hold up to
-                # ten 8 MiB parts in memory at once for a large object.
-                body = client.get_object(Bucket=bucket, Key=key)["Body"]
-                for chunk in body.iter_chunks(chunk_size=1 << 20):
-                    handle.write(chunk)
-            tally = FeedTally(source)
-            mark = spool.mark()
-            error: str | None = None
-            try:
-                for event in read_feed_file(path, source=source, options=options):
-                    tally.add(event)
-                    if isinstance(event, FeedItem):
-                        spool.add(number, event.fields)
-                    elif isinstance(event, Rejection):
-                        # Recorded even if the file later proves unreadable: the row is bad anyway.
-                        rejected.write(event)
-                        if len(rejection_samples) < MAX_MESSAGE_SAMPLES:
-                            rejection_samples.append(event.message())
-                    elif len(warning_samples) < MAX_MESSAGE_SAMPLES:
-                        warning_samples.append(event.message())
-            except FeedFileError as problem:
-                error = problem.reason
-                spool.rollback(mark)
-            finally:
-                os.unlink(path)
-            summary = tally.summary(error=error)
-            files.append(
-                {
-                    "key": key,
-                    "rows_read": summary.rows_read,
-                    "items": summary.items if error is None else 0,
-                    "rejected_rows": summary.rejected_rows,
-                    "warnings": summary.warnings,
-                    "duplicates": 0,
-                    "error": error,
-                }
-            )
-    duplicates = spool.deduplicate()
-    for number, count in spool.duplicates_by_file().items():
-        files[number]["duplicates"] = count
-    return S3FeedRead(
-        spool=spool,
-        files=files,
-        rejected_rows_path=rejected_rows_path,
-        rejected_rows=rejected.count,
-        rejection_samples=rejection_samples,
-        warning_samples=warning_samples,
-        duplicates=duplicates,
-    )
+    """Download every object under ``directory`` (a temporary directory the caller owns and
+    removes) and run the first pass; the items then come from ``.items()``."""
+    feed = S3FeedRead(bucket, keys, options, directory)
+    feed.scan(s3_hook)
+    return feed

@@ -17,6 +17,7 @@ from facebook_catalog.feed import (
     read_feed_file,
     rejected_rows_csv,
 )
+from facebook_catalog.feed.reader import read_feed_file_ids
 from tests.fixtures.hostile import CorpusCase, ExpectedProblem, case_names, load_corpus
 
 
@@ -122,3 +123,26 @@ def test_the_generator_script_writes_the_whole_corpus(tmp_path: Path) -> None:
     cases = load_corpus(tmp_path)
     assert {case.path.parent for case in cases} == {tmp_path}
     assert all(case.path.exists() for case in cases)
+
+
+@pytest.mark.parametrize("name", case_names())
+def test_the_ids_pass_fails_where_read_feed_fails_and_covers_every_item(
+    name: str, corpus: dict[str, CorpusCase]
+) -> None:
+    """The operator sends an item at once when the ids pass saw its id only once, and trusts that
+    pass to find every unreadable file before anything is sent: both must hold on every file."""
+    case = corpus[name]
+    items: list[FeedItem] = []
+    error: str | None = None
+    try:
+        items = [event for event in read_feed_file(case.path) if isinstance(event, FeedItem)]
+    except FeedFileError as problem:
+        error = problem.reason
+    ids_error: str | None = None
+    pairs: list[tuple[int, str]] = []
+    try:
+        pairs = list(read_feed_file_ids(case.path))
+    except FeedFileError as problem:
+        ids_error = problem.reason
+    assert ids_error == error
+    assert {(item.line, item.fields["id"]) for item in items} <= set(pairs)

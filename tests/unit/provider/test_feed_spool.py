@@ -6,7 +6,7 @@ from pathlib import Path
 from facebook_catalog.feed import last_occurrences
 from facebook_catalog.feed.batching import item_request
 from facebook_catalog.feed.change_detection import content_hash, encoded_update, id_hash
-from facebook_catalog.operators.s3_feed import FeedSpool
+from facebook_catalog.operators.s3_feed import FeedSpool, RepeatedIds, item_to_send
 
 
 def fields(pid: str, title: str) -> dict[str, str]:
@@ -26,14 +26,11 @@ def test_a_hash_collision_never_drops_a_product() -> None:
     assert list(keep) == [0, 1, 1]
 
 
-def test_spool_round_trip_dedupe_and_rollback(tmp_path: Path) -> None:
+def test_spool_round_trip_and_dedupe(tmp_path: Path) -> None:
     spool = FeedSpool(str(tmp_path))
-    spool.add(0, fields("p1", "old"))
-    spool.add(0, fields("p2", "قميص"))
-    mark = spool.mark()
-    spool.add(1, fields("p9", "from a file that turned out unreadable"))
-    spool.rollback(mark)
-    spool.add(2, fields("p1", "new"))
+    spool.add(0, item_to_send(fields("p1", "old")))
+    spool.add(0, item_to_send(fields("p2", "قميص")))
+    spool.add(2, item_to_send(fields("p1", "new")))
     assert spool.deduplicate() == 1
     assert spool.duplicates_by_file() == {0: 1}
     items = list(spool)
@@ -63,10 +60,29 @@ def test_spool_keeps_the_last_occurrence_across_every_hash_partition(tmp_path: P
     spool = FeedSpool(str(tmp_path))
     for round_number in range(3):  # every id three times; only the third survives
         for number in range(2_000):
-            spool.add(round_number, fields(f"p{number}", f"round {round_number}"))
+            spool.add(round_number, item_to_send(fields(f"p{number}", f"round {round_number}")))
     assert spool.deduplicate() == 4_000
     assert spool.duplicates_by_file() == {0: 2_000, 1: 2_000}
     items = list(spool)
     assert [i.item_id for i in items] == [f"p{n}" for n in range(2_000)]
     assert all(json.loads(i.request)["data"]["title"] == "round 2" for i in items)
     spool.close()
+
+
+def test_repeated_ids_flag_every_occurrence_across_files_and_only_those(tmp_path: Path) -> None:
+    repeated = RepeatedIds(str(tmp_path))
+    first, second = repeated.add_file(), repeated.add_file()
+    for line in range(2, 3_002):  # ids p0..p2999 on lines 2..3001
+        repeated.add(first, line, f"p{line - 2}")
+    repeated.add(first, 3_005, "p7")  # again in the same file, on a row spanning lines
+    repeated.add(second, 2, "p2999")  # again in the next file
+    repeated.add(second, 3, "q1")
+    flags = repeated.resolve()
+    assert [line for line, flag in enumerate(flags[first]) if flag] == [9, 3_001, 3_005]
+    assert [line for line, flag in enumerate(flags[second]) if flag] == [2]
+
+
+def test_an_empty_file_resolves_to_no_flags(tmp_path: Path) -> None:
+    repeated = RepeatedIds(str(tmp_path))
+    number = repeated.add_file()
+    assert repeated.resolve()[number] == bytearray(1)
