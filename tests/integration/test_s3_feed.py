@@ -59,7 +59,8 @@ def test_unique_ids_come_before_the_file_is_read_and_repeated_ids_once_at_the_en
     (tmp_path / "again").mkdir()
     feed = read(s3_buckets, ["landing/a.csv", "landing/b.csv"], tmp_path / "again")
     sent = prices(feed)
-    assert sent["p7"] == ["11.00 USD"] and sent["p2999"] == ["12.00 USD"]
+    assert sent["p7"] == ["11.00 USD"]
+    assert sent["p2999"] == ["12.00 USD"]
     assert feed.duplicates == 2
     assert [(f["key"], f["items"], f["rejected_rows"], f["duplicates"]) for f in feed.files] == [
         ("landing/a.csv", 3_001, 0, 2),
@@ -82,6 +83,8 @@ def test_a_file_unreadable_after_good_rows_is_known_before_any_item_and_sends_no
     assert [(f["key"], "truncated" in f["error"]) for f in feed.file_errors] == [("landing/cut.csv.gz", True)]
     assert sorted(prices(feed)) == ["p1", "p2"]
     cut = feed.files[1]
-    assert cut["items"] == 0 and cut["rows_read"] > 0 and "truncated" in cut["error"]
+    assert cut["items"] == 0
+    assert cut["rows_read"] > 0
+    assert "truncated" in cut["error"]
     assert feed.counts()["files_quarantined"] == 1
     feed.close()
