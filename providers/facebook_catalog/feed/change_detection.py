@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 
 import orjson
 
+from facebook_catalog.feed.batching import encode_json
+
 MAGIC = b"FBCATALOG-HASHES-v1\n"  # exactly 20 bytes: the header's 20s
 _HEADER = struct.Struct("<20sQ")
 
@@ -49,7 +51,7 @@ def encoded_update(fields: Mapping[str, str]) -> tuple[bytes, int]:
     """One product's UPDATE request (an upsert with allow_upsert), encoded, and its content hash,
     from a single orjson call: the fields' JSON is a slice of the request's, so the hash equals
     :func:`content_hash` of the fields without encoding them twice."""
-    request = orjson.dumps({"data": fields, "method": "UPDATE"}, option=orjson.OPT_SORT_KEYS)
+    request = encode_json({"data": fields, "method": "UPDATE"}, orjson.OPT_SORT_KEYS)
     return request, _hash64(memoryview(request)[_UPDATE_DATA_START:_UPDATE_DATA_END])
 
 

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import tracemalloc
 
 import pytest
 
@@ -8,6 +9,7 @@ from facebook_catalog.feed.batching import (
     MAX_PAYLOAD_BYTES,
     META_PAYLOAD_LIMIT_BYTES,
     RequestTooLargeError,
+    encode_json,
     encode_requests,
     item_request,
     split_requests,
@@ -68,3 +70,22 @@ def test_default_limit_stays_under_metas() -> None:
 def test_limits_are_validated(max_requests: int, max_bytes: int) -> None:
     with pytest.raises(ValueError):
         list(split_requests([], max_requests=max_requests, max_bytes=max_bytes))
+
+
+def test_encoded_requests_hold_only_their_own_size_in_memory() -> None:
+    """A call's 5,000 requests wait in memory until their payload is joined; orjson's own result
+    would keep its 4 KiB working buffer each (20 MiB a call)."""
+    product = {
+        "id": "SKU-1",
+        "title": "قميص قطني 1",
+        "description": "Quality product with fast delivery to every governorate and easy 14-day returns",
+        "link": "https://shop.example.iq/products/1",
+        "price": "1000 IQD",
+    }
+    tracemalloc.start()
+    try:
+        kept = [encode_json({"method": "UPDATE", "data": product}) for _ in range(1_000)]
+        traced, _peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert traced < 1_000 * (len(kept[0]) + 200)
