@@ -284,18 +284,26 @@ def read_feed_ids(stream: BinaryIO, source: str) -> Iterator[tuple[int, str]]:
     reader, lines, layout, _ = _open_feed(stream, source)
     width = layout.width
     id_index = layout.id_index
+    for row in _records(reader, lines):
+        if not isinstance(row, csv.Error) and len(row) == width and any(row):
+            item_id = normalized_id(row[id_index])
+            if item_id:
+                yield lines.record_start, item_id
+
+
+def _records(reader: Iterator[list[str]], lines: _PhysicalLines) -> Iterator[list[str] | csv.Error]:
+    """Each CSV record, or the csv.Error it is, with ``lines`` describing it. Both read_feed and
+    read_feed_ids read through here, so a file fails at the same row in both."""
     while True:
         lines.start_record()
         try:
             row = next(reader)
         except StopIteration:
             return
-        except csv.Error:
+        except csv.Error as exc:
+            yield exc
             continue
-        if len(row) == width and any(row):
-            item_id = normalized_id(row[id_index])
-            if item_id:
-                yield lines.record_start, item_id
+        yield row
 
 
 def _open_feed(
@@ -400,14 +408,9 @@ def _read_rows(
     width = layout.width
     columns = layout.fields
     id_index = layout.id_index
-    while True:
-        lines.start_record()
-        try:
-            row = next(reader)
-        except StopIteration:
-            return
-        except csv.Error as exc:
-            yield Rejection(source, lines.record_start, "", "", _malformed_reason(str(exc), lines))
+    for row in _records(reader, lines):
+        if isinstance(row, csv.Error):
+            yield Rejection(source, lines.record_start, "", "", _malformed_reason(str(row), lines))
             continue
         line = lines.record_start
         if lines.record_flags and not row:
