@@ -80,18 +80,22 @@ class _HashPartitions:
 
     def __init__(self, directory: str, name: str, values_per_entry: int) -> None:
         self._entry = struct.Struct("<" + "Q" * values_per_entry)
-        self.values_per_entry = values_per_entry
-        self._files: list[IO[bytes]] = [
-            open(os.path.join(directory, f"{name}.{number:02d}"), "w+b", buffering=1 << 13)  # noqa: SIM115
-            for number in range(1 << PARTITION_BITS)
-        ]
+        self._path = os.path.join(directory, name + ".{:02d}")
+        # Each opened on its first entry: a snapshot without repeated ids opens none of the spool's.
+        self._files: list[IO[bytes] | None] = [None] * (1 << PARTITION_BITS)
 
     def add(self, key_hash: int, *values: int) -> None:
-        self._files[key_hash >> _PARTITION_SHIFT].write(self._entry.pack(key_hash, *values))
+        number = key_hash >> _PARTITION_SHIFT
+        partition = self._files[number]
+        if partition is None:
+            partition = self._files[number] = open(self._path.format(number), "w+b", buffering=1 << 13)  # noqa: SIM115
+        partition.write(self._entry.pack(key_hash, *values))
 
     def __iter__(self) -> Iterator[array[int]]:
-        """Each partition's entries, flat (every ``values_per_entry`` values make one entry)."""
+        """Each partition's entries, flat (every entry's values in a row)."""
         for partition in self._files:
+            if partition is None:
+                continue
             partition.flush()
             partition.seek(0)
             entries = array("Q")
@@ -102,7 +106,8 @@ class _HashPartitions:
 
     def close(self) -> None:
         for partition in self._files:
-            partition.close()
+            if partition is not None:
+                partition.close()
 
 
 class RepeatedIds:
@@ -149,7 +154,8 @@ class FeedSpool:
     """Rows of repeated ids on disk, with their id hashes in partition files beside them.
 
     Memory is one byte a row (which rows to keep, once de-duplicated), one partition's arrays
-    and dict while de-duplicating, and the files' write buffers; it holds 65 open files.
+    and dict while de-duplicating, and the files' write buffers. It holds at most 65 open files:
+    a partition's file is opened with its first row.
     """
 
     def __init__(self, directory: str) -> None:

@@ -86,3 +86,16 @@ def test_an_empty_file_resolves_to_no_flags(tmp_path: Path) -> None:
     repeated = RepeatedIds(str(tmp_path))
     number = repeated.add_file()
     assert repeated.resolve()[number] == bytearray(1)
+
+
+def test_a_partition_file_exists_only_once_a_row_needs_it(tmp_path: Path) -> None:
+    """Most snapshots repeat few ids: the spool then opens one file, not 65."""
+    spool = FeedSpool(str(tmp_path))
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["items.spool"]
+    spool.add(0, item_to_send(fields("p1", "a")))
+    spool.add(0, item_to_send(fields("p1", "b")))
+    partition = id_hash("p1") >> 58
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["items.spool", f"spool-ids.{partition:02d}"]
+    assert spool.deduplicate() == 1
+    assert [json.loads(i.request)["data"]["title"] for i in spool] == ["b"]
+    spool.close()
