@@ -17,28 +17,17 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from tests.e2e.conftest import (
-    PG_HOST,
-    PG_PORT,
     AirflowAccess,
     ManagedProcess,
     ProcessManager,
-    _pg_admin_connect,
     fresh_postgres_database,
+    postgres_problem,
     write_config,
 )
 
 from benchmarks._common import AIRFLOW, BENCH_DIR, clean_environment, managed_processes
 
 BENCH_DAGS_DIR = BENCH_DIR / "dags"
-
-
-def postgres_problem() -> str | None:
-    """Why the local PostgreSQL cannot be used (None when it can)."""
-    try:
-        _pg_admin_connect().close()
-    except Exception as exc:
-        return f"PostgreSQL at {PG_HOST}:{PG_PORT} is not reachable ({exc}); .ci/run starts it"
-    return None
 
 
 @dataclass
@@ -82,7 +71,7 @@ def airflow_deployment(
     """
     problem = postgres_problem()
     if problem:
-        raise RuntimeError(problem)
+        raise RuntimeError(f"the benchmark needs {problem} (.ci/run starts it)")
     home = tmp / f"airflow-{name}"
     home.mkdir(parents=True)
     dags_folder = home / "dags"

@@ -276,12 +276,20 @@ def _pg_admin_connect() -> Any:
     return conn
 
 
-def _services_missing() -> list[str]:
-    missing = []
+def postgres_problem() -> str | None:
+    """Why the local PostgreSQL cannot be used (None when it can)."""
     try:
         _pg_admin_connect().close()
     except Exception as exc:
-        missing.append(f"PostgreSQL at {PG_HOST}:{PG_PORT} ({exc})")
+        return f"PostgreSQL at {PG_HOST}:{PG_PORT} ({exc})"
+    return None
+
+
+def _services_missing() -> list[str]:
+    missing = []
+    problem = postgres_problem()
+    if problem:
+        missing.append(problem)
     try:
         import redis
 

@@ -35,6 +35,7 @@ from facebook_catalog.emulator.validation import (
     plain_records,
     retailer_id_of,
 )
+from tests.emulator.products import product
 
 TRICKY_URLS = [
     "https://shop.example/a",
@@ -191,22 +192,6 @@ GOOD_VALUES = {
     "mobile_link": "https://m.shop.example/mug",
     "item_group_id": "g1",
 }
-
-
-def product(retailer_id: Any = "sku-1", **overrides: Any) -> dict[str, Any]:
-    item: dict[str, Any] = {
-        "id": retailer_id,
-        "title": "Blue mug",
-        "description": "A blue mug.",
-        "availability": "in stock",
-        "condition": "new",
-        "price": "9.99 USD",
-        "link": f"https://shop.example/{retailer_id}",
-        "image_link": "https://cdn.example/mug.jpg",
-        "brand": "Mugs Inc",
-    }
-    item.update(overrides)
-    return item
 
 
 def generated_urls() -> list[str]:

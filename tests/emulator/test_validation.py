@@ -12,22 +12,7 @@ from facebook_catalog.emulator.validation import (
     check_record,
     parse_record,
 )
-
-
-def product(retailer_id: str = "sku-1", **overrides: Any) -> dict[str, Any]:
-    item: dict[str, Any] = {
-        "id": retailer_id,
-        "title": "Blue mug",
-        "description": "A blue mug.",
-        "availability": "in stock",
-        "condition": "new",
-        "price": "9.99 USD",
-        "link": "https://shop.example/mug",
-        "image_link": "https://shop.example/mug.jpg",
-        "brand": "Mugs Inc",
-    }
-    item.update(overrides)
-    return item
+from tests.emulator.products import product
 
 
 def errors_of(

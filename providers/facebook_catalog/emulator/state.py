@@ -397,11 +397,7 @@ class EmulatorState:
             catalog = self._catalogs.setdefault(catalog_id, {})
             # An error handle applies nothing and a stuck one never finishes: no operations.
             if batch.fate == "normal":
-                if (
-                    not self._pending
-                    and not projection.has_deletes
-                    and now - batch.created_at >= self.config.processing_seconds
-                ):
+                if not self._pending and not projection.has_deletes and self.config.processing_seconds <= 0:
                     # Finished at once with nothing pending before it: _settle would apply these
                     # operations to this catalog in order, as the projection did to get its
                     # overlay; and without deletes, the overlay's order is the order in which

@@ -108,7 +108,9 @@ CURRENCY_CODES = frozenset(
     ZWG ZWL
     """.split()
 )
-PRICE_PATTERN = re.compile(r"(\d+(?:\.\d+)?) ([A-Za-z]{3})")
+_PRICE_NUMBER = r"\d+(?:\.\d+)?"
+_PRICE_CURRENCY = "[A-Za-z]{3}"
+PRICE_PATTERN = re.compile(f"({_PRICE_NUMBER}) ({_PRICE_CURRENCY})")
 PRICE_FORMAT_HINT = (
     'use a number with a period as decimal point, one space and an ISO 4217 currency code, e.g. "9.99 USD"'
 )
@@ -127,7 +129,7 @@ _PLAIN_HTTP_URL_PREFIX_LINES = re.compile("^" + _HTTP_URL_START + r"(?=[/?#]|$)"
 # The same up to and with the first [/?#]: a prefix of links that share it.
 _PLAIN_HTTP_URL_HEAD = re.compile(_HTTP_URL_START + "[/?#]")
 # PRICE_PATTERN over many prices, one a line: each line's currency.
-_PRICE_LINES = re.compile(r"^\d+(?:\.\d+)? ([A-Za-z]{3})$", re.MULTILINE)
+_PRICE_LINES = re.compile(f"^{_PRICE_NUMBER} ({_PRICE_CURRENCY})$", re.MULTILINE)
 
 
 class RecordShapeError(ValueError):
@@ -289,12 +291,10 @@ def check_record_with_id(
         _check_fields(fields, verdict, needs_every_required_field=method == METHOD_CREATE or is_new)
 
     # Prices as the item will hold them: CREATE replaces the item, UPDATE merges into it.
-    base = existing if method != METHOD_CREATE else None
-    in_fields = "sale_price" in fields
-    sale_price = fields.get("sale_price") if in_fields or base is None else base.get("sale_price")
+    kept = {} if method == METHOD_CREATE else existing or {}
+    sale_price = fields["sale_price"] if "sale_price" in fields else kept.get("sale_price")
     if sale_price is not None:
-        in_fields = "price" in fields
-        price = fields.get("price") if in_fields or base is None else base.get("price")
+        price = fields["price"] if "price" in fields else kept.get("price")
         _check_sale_price(price, sale_price, verdict)
     return verdict
 

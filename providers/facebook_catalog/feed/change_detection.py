@@ -16,6 +16,7 @@ from array import array
 from bisect import bisect_left
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import orjson
 
@@ -47,7 +48,7 @@ _UPDATE_DATA_START = len(b'{"data":')
 _UPDATE_DATA_END = -len(b',"method":"UPDATE"}')
 
 
-def encoded_update(fields: Mapping[str, str]) -> tuple[bytes, int]:
+def encoded_update(fields: Mapping[str, Any]) -> tuple[bytes, int]:
     """One product's UPDATE request (an upsert with allow_upsert), encoded, and its content hash,
     from a single orjson call: the fields' JSON is a slice of the request's, so the hash equals
     :func:`content_hash` of the fields without encoding them twice."""

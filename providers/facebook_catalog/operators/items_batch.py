@@ -16,7 +16,6 @@ from facebook_catalog.feed.batching import (
     MAX_PAYLOAD_BYTES,
     MAX_REQUESTS_PER_CALL,
     EncodedBatch,
-    encode_json,
     item_request,
     split_encoded,
 )
@@ -385,15 +384,10 @@ class FacebookCatalogItemsBatchOperator(BaseOperator):
         self, feed: S3FeedRead | None, changes: ChangeTracking | None
     ) -> Iterator[tuple[str, bytes]]:
         """(item id, encoded request) for every item to send, unchanged ones left out."""
-        from facebook_catalog.feed.change_detection import content_hash, id_hash
-        from facebook_catalog.operators.s3_feed import SpooledItem
+        from facebook_catalog.operators.s3_feed import SpooledItem, item_to_send
 
-        given = (
-            SpooledItem(
-                str(r["data"]["id"]), encode_json(r), id_hash(str(r["data"]["id"])), content_hash(r["data"])
-            )
-            for r in (item_request(fields) for fields in self.items or [])
-        )
+        # item_request checks each given item (an id, at least) before it is encoded like a row.
+        given = (item_to_send(item_request(fields)["data"]) for fields in self.items or [])
         from_feed: Iterable[SpooledItem] = feed.items() if feed else ()
         for item in itertools.chain(given, from_feed):
             if changes is None or changes.should_send(item.id_hash, item.content_hash):
@@ -405,8 +399,9 @@ class FacebookCatalogItemsBatchOperator(BaseOperator):
         """Send the calls one after another, in order, each only once the one before succeeded.
 
         While a call is in flight (and Meta reads it), this thread reads the next call's items
-        from the spool and joins its payload, then stores the previous payload in the run
-        records: the worker's own work overlaps Meta's instead of adding to it.
+        (running the feed rules on the snapshot's second pass) and joins its payload, then stores
+        the previous payload in the run records: the worker's own work overlaps Meta's instead of
+        adding to it.
         """
         calls: list[dict[str, Any]] = []
         payload_keys: list[str] = []

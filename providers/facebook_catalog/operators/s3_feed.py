@@ -67,9 +67,10 @@ class SpooledItem:
     content_hash: int
 
 
-def item_to_send(fields: Mapping[str, str]) -> SpooledItem:
-    """A good row's fields as the item to send (one orjson call for the request and its hash)."""
-    item_id = fields["id"]
+def item_to_send(fields: Mapping[str, Any]) -> SpooledItem:
+    """An item's fields (a good row's, or an item given to the operator) as the item to send:
+    one orjson call for the request and its content hash."""
+    item_id = str(fields["id"])
     request, fields_hash = encoded_update(fields)
     return SpooledItem(item_id, request, id_hash(item_id), fields_hash)
 
@@ -118,14 +119,9 @@ class RepeatedIds:
     and told apart on their real ids, so a collision costs time, never a product.
     """
 
-    def __init__(self, directory: str) -> None:
+    def __init__(self, directory: str, files: int) -> None:
         self._partitions = _HashPartitions(directory, "ids", 2)
-        self._last_line: list[int] = []
-
-    def add_file(self) -> int:
-        """Start the next file; returns its number."""
-        self._last_line.append(0)
-        return len(self._last_line) - 1
+        self._last_line = [0] * files
 
     def add(self, file_number: int, line: int, item_id: str) -> None:
         self._partitions.add(hash(item_id) & _UINT64, file_number << _LINE_BITS | line)
@@ -273,7 +269,7 @@ class S3FeedRead:
     def scan(self, s3_hook: S3Hook) -> None:
         """Download every object and read its ids: the first pass."""
         client = s3_hook.get_conn()
-        repeated = RepeatedIds(self.directory)
+        repeated = RepeatedIds(self.directory, len(self.keys))
         for number, (key, path) in enumerate(zip(self.keys, self._paths, strict=True)):
             with open(path, "wb") as handle:
                 # One streamed GET in 1 MiB reads: boto3's transfer manager would hold up to
@@ -281,14 +277,13 @@ class S3FeedRead:
                 body = client.get_object(Bucket=self.bucket, Key=key)["Body"]
                 for chunk in body.iter_chunks(chunk_size=1 << 20):
                     handle.write(chunk)
-            file_number = repeated.add_file()
+            error: str | None = None
             try:
                 for line, item_id in read_feed_file_ids(path, source=self._source(number)):
-                    repeated.add(file_number, line, item_id)
+                    repeated.add(number, line, item_id)
             except FeedFileError as problem:
-                self._scan_errors.append(problem.reason)
-            else:
-                self._scan_errors.append(None)
+                error = problem.reason
+            self._scan_errors.append(error)
         self._repeated = repeated.resolve()
 
     @property
@@ -362,9 +357,10 @@ class S3FeedRead:
         return sum(f["items"] for f in self.files) - self.duplicates
 
     def counts(self) -> dict[str, int]:
+        quarantined = sum(1 for f in self.files if f["error"])
         return {
-            "files_read": len(self.files) - sum(1 for f in self.files if f["error"]),
-            "files_quarantined": sum(1 for f in self.files if f["error"]),
+            "files_read": len(self.files) - quarantined,
+            "files_quarantined": quarantined,
             "rows_read": sum(f["rows_read"] for f in self.files),
             "rows_rejected": sum(f["rejected_rows"] for f in self.files),
             "duplicates_dropped": self.duplicates,

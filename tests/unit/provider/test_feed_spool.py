@@ -70,8 +70,8 @@ def test_spool_keeps_the_last_occurrence_across_every_hash_partition(tmp_path: P
 
 
 def test_repeated_ids_flag_every_occurrence_across_files_and_only_those(tmp_path: Path) -> None:
-    repeated = RepeatedIds(str(tmp_path))
-    first, second = repeated.add_file(), repeated.add_file()
+    repeated = RepeatedIds(str(tmp_path), files=2)
+    first, second = 0, 1
     for line in range(2, 3_002):  # ids p0..p2999 on lines 2..3001
         repeated.add(first, line, f"p{line - 2}")
     repeated.add(first, 3_005, "p7")  # again in the same file, on a row spanning lines
@@ -83,8 +83,8 @@ def test_repeated_ids_flag_every_occurrence_across_files_and_only_those(tmp_path
 
 
 def test_an_empty_file_resolves_to_no_flags(tmp_path: Path) -> None:
-    repeated = RepeatedIds(str(tmp_path))
-    number = repeated.add_file()
+    repeated = RepeatedIds(str(tmp_path), files=1)
+    number = 0
     assert repeated.resolve()[number] == bytearray(1)
 
 
