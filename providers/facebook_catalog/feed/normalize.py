@@ -18,10 +18,11 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
+from functools import lru_cache
 from typing import NamedTuple
 from urllib.parse import urlsplit
 
@@ -445,7 +446,7 @@ _NULL_LIKE_FIRST = frozenset(word[0] for word in _NULL_LIKE) | frozenset(
 
 def normalized_id(raw: str) -> str | None:
     """The id normalize_values gives a row whose id cell is ``raw``, or None when that cell alone
-    rejects the row. The same cleaning as normalize_values' (which inlines it for speed); the id
+    rejects the row. The same cleaning as normalize_row's (which inlines it for speed); the id
     has no rule of its own, and the length and NULL checks only reject."""
     if raw.isascii() and raw.isprintable():
         return raw.strip() or None
@@ -455,14 +456,46 @@ def normalized_id(raw: str) -> str | None:
         return None
 
 
+# (row index, field, then the field's _FieldRule): one tuple to unpack per value.
+_ColumnRule = tuple[int, str, bool, bool, int, int, "_Rule | None"]
+
+
+class RowRules:
+    """Meta's rules for the fields of one row layout, looked up once so that each row is then
+    checked by position: ``columns`` pairs a row's index with the Meta field it holds.
+
+    The CSV reader builds one per file; :func:`normalize_values` one per distinct key order.
+    """
+
+    def __init__(self, columns: Sequence[tuple[int, str]]) -> None:
+        self.columns: tuple[_ColumnRule, ...] = tuple(
+            (index, field, *_FIELD_RULES.get(field, _TEXT_FIELD)) for index, field in columns
+        )
+        given = {field: index for index, field in columns}
+        self.missing = tuple(field for field in REQUIRED_COLUMNS if field not in given)
+        self.sale_price_index = given.get("sale_price")
+
+
+@lru_cache(maxsize=64)
+def _rules_for(fields: tuple[str, ...]) -> RowRules:
+    return RowRules(tuple(enumerate(fields)))
+
+
 def normalize_values(values: Mapping[str, str], options: FeedOptions = DEFAULT_OPTIONS) -> NormalizedFields:
-    """Apply Meta's rules to values already keyed by Meta field name (the CSV reader's path)."""
+    """Apply Meta's rules to values already keyed by Meta field name."""
+    return normalize_row(tuple(values.values()), _rules_for(tuple(values)), options)
+
+
+def normalize_row(
+    row: Sequence[str], rules: RowRules, options: FeedOptions = DEFAULT_OPTIONS
+) -> NormalizedFields:
+    """Apply Meta's rules to one row of values laid out as ``rules`` says (the CSV reader's path)."""
     fields: dict[str, str] = {}
     problems: list[FieldProblem] = []
     failed: set[str] = set()
     notes: list[str] = []
-    for field, raw in values.items():
-        required, multiline, max_length, warn_length, check = _FIELD_RULES.get(field, _TEXT_FIELD)
+    for index, field, required, multiline, max_length, warn_length, check in rules.columns:
+        raw = row[index]
         try:
             # Most values are plain printable ASCII: no cleaning beyond the trim. normalized_id
             # repeats these two steps for the id: keep them alike.
@@ -512,17 +545,17 @@ def normalize_values(values: Mapping[str, str], options: FeedOptions = DEFAULT_O
             failed.add(field)
             problems.append(FieldProblem(field, display_value(raw), exc.reason))
 
-    for field in REQUIRED_COLUMNS:
-        if field not in values:
-            failed.add(field)
-            problems.append(FieldProblem(field, "", "is missing; Meta requires it"))
+    for field in rules.missing:
+        failed.add(field)
+        problems.append(FieldProblem(field, "", "is missing; Meta requires it"))
     if "condition" not in fields and "condition" not in failed:
         fields["condition"] = options.default_condition
     if "sale_price" in fields and "price" in fields:
         reason = _sale_price_problem(fields["sale_price"], fields["price"])
         if reason is not None:
             failed.add("sale_price")
-            problems.append(FieldProblem("sale_price", display_value(values["sale_price"]), reason))
+            raw_sale_price = "" if rules.sale_price_index is None else row[rules.sale_price_index]
+            problems.append(FieldProblem("sale_price", display_value(raw_sale_price), reason))
     return NormalizedFields(None if failed else fields, problems)
 
 

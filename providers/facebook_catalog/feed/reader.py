@@ -32,7 +32,13 @@ from facebook_catalog.feed.model import (
     Rejection,
     display_value,
 )
-from facebook_catalog.feed.normalize import DEFAULT_OPTIONS, normalize_values, normalized_id
+from facebook_catalog.feed.normalize import (
+    DEFAULT_OPTIONS,
+    RowRules,
+    normalize_row,
+    normalize_values,
+    normalized_id,
+)
 
 if TYPE_CHECKING:
     from _typeshed import WriteableBuffer
@@ -406,7 +412,7 @@ def _read_rows(
     options: FeedOptions,
 ) -> Iterator[FeedEvent]:
     width = layout.width
-    columns = layout.fields
+    rules = RowRules(layout.fields)
     id_index = layout.id_index
     for row in _records(reader, lines):
         if isinstance(row, csv.Error):
@@ -427,7 +433,7 @@ def _read_rows(
             if problems:
                 yield from problems
                 continue
-        fields, field_problems = normalize_values({field: row[index] for index, field in columns}, options)
+        fields, field_problems = normalize_row(row, rules, options)
         if field_problems:
             item_id = _item_id(row[id_index])
         for problem in field_problems:

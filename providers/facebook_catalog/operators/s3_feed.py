@@ -24,9 +24,8 @@ import sys
 from array import array
 from bisect import bisect_left
 from collections import Counter
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
-from typing import IO, TYPE_CHECKING, Any
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import IO, TYPE_CHECKING, Any, NamedTuple
 
 from facebook_catalog.feed import (
     FeedFileError,
@@ -57,9 +56,11 @@ _UINT64 = (1 << 64) - 1
 _LINE_BITS = 40
 
 
-@dataclass(frozen=True)
-class SpooledItem:
-    """One item to send: its id, its encoded request, and the hashes change detection uses."""
+class SpooledItem(NamedTuple):
+    """One item to send: its id, its encoded request, and the hashes change detection uses.
+
+    A NamedTuple, not a frozen dataclass: one is made per row, and a frozen dataclass's
+    ``__init__`` costs three times as much."""
 
     item_id: str
     request: bytes
@@ -80,21 +81,24 @@ class _HashPartitions:
     one of 64 files on disk, so that equal hashes meet in one partition loaded at a time."""
 
     def __init__(self, directory: str, name: str, values_per_entry: int) -> None:
-        self._entry = struct.Struct("<" + "Q" * values_per_entry)
+        self.entry = struct.Struct("<" + "Q" * values_per_entry)
         self._path = os.path.join(directory, name + ".{:02d}")
         # Each opened on its first entry: a snapshot without repeated ids opens none of the spool's.
-        self._files: list[IO[bytes] | None] = [None] * (1 << PARTITION_BITS)
+        self.files: list[IO[bytes] | None] = [None] * (1 << PARTITION_BITS)
 
     def add(self, key_hash: int, *values: int) -> None:
-        number = key_hash >> _PARTITION_SHIFT
-        partition = self._files[number]
+        self.file(key_hash >> _PARTITION_SHIFT).write(self.entry.pack(key_hash, *values))
+
+    def file(self, number: int) -> IO[bytes]:
+        """Partition ``number``'s file, opened with its first entry."""
+        partition = self.files[number]
         if partition is None:
-            partition = self._files[number] = open(self._path.format(number), "w+b", buffering=1 << 13)  # noqa: SIM115
-        partition.write(self._entry.pack(key_hash, *values))
+            partition = self.files[number] = open(self._path.format(number), "w+b", buffering=1 << 13)  # noqa: SIM115
+        return partition
 
     def __iter__(self) -> Iterator[array[int]]:
         """Each partition's entries, flat (every entry's values in a row)."""
-        for partition in self._files:
+        for partition in self.files:
             if partition is None:
                 continue
             partition.flush()
@@ -106,7 +110,7 @@ class _HashPartitions:
             yield entries
 
     def close(self) -> None:
-        for partition in self._files:
+        for partition in self.files:
             if partition is not None:
                 partition.close()
 
@@ -123,9 +127,21 @@ class RepeatedIds:
         self._partitions = _HashPartitions(directory, "ids", 2)
         self._last_line = [0] * files
 
-    def add(self, file_number: int, line: int, item_id: str) -> None:
-        self._partitions.add(hash(item_id) & _UINT64, file_number << _LINE_BITS | line)
-        self._last_line[file_number] = line
+    def add_file(self, file_number: int, ids: Iterable[tuple[int, str]]) -> None:
+        """Every (line, id) of one file, in order, as the first pass reads them. An error raised
+        by ``ids`` (an unreadable file) comes through, with the lines before it kept."""
+        partitions = self._partitions
+        files, pack, open_file = partitions.files, partitions.entry.pack, partitions.file
+        file_key = file_number << _LINE_BITS
+        line = 0
+        try:
+            # Everything local, in one loop: it runs for every row before the first call can go.
+            for line, item_id in ids:
+                key_hash = hash(item_id) & _UINT64
+                partition = files[key_hash >> _PARTITION_SHIFT] or open_file(key_hash >> _PARTITION_SHIFT)
+                partition.write(pack(key_hash, file_key | line))
+        finally:
+            self._last_line[file_number] = line
 
     def resolve(self) -> list[bytearray]:
         """Per file, a flag per line: 1 where the row starting on that line has a repeated id.
@@ -279,8 +295,7 @@ class S3FeedRead:
                     handle.write(chunk)
             error: str | None = None
             try:
-                for line, item_id in read_feed_file_ids(path, source=self._source(number)):
-                    repeated.add(number, line, item_id)
+                repeated.add_file(number, read_feed_file_ids(path, source=self._source(number)))
             except FeedFileError as problem:
                 error = problem.reason
             self._scan_errors.append(error)

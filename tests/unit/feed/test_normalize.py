@@ -2,7 +2,14 @@ from __future__ import annotations
 
 import pytest
 
-from facebook_catalog.feed import FeedOptions, normalize_fields, normalize_values, parse_price
+from facebook_catalog.feed import (
+    FeedOptions,
+    RowRules,
+    normalize_fields,
+    normalize_row,
+    normalize_values,
+    parse_price,
+)
 from facebook_catalog.feed.normalize import normalized_id
 
 GOOD_ROW: dict[str, str | None] = {
@@ -457,3 +464,41 @@ def test_normalized_id_is_the_id_normalize_values_gives(raw: str) -> None:
         # A row that the id alone rejects may still look like an id; it only counts as one more
         # occurrence, which is harmless.
         assert normalized_id(raw) in (None, raw.strip())
+
+
+# A CSV row as the reader sees it: Meta fields in another order than GOOD_ROW's, with columns that
+# are not sent (an export's updated_at, a warehouse code) between them.
+_ROW_COLUMNS = ("price", "updated_at", "sale_price", "id", "title", "warehouse", "description")
+_ROW_LAYOUT = ((0, "price"), (2, "sale_price"), (3, "id"), (4, "title"), (6, "description"))
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {},
+        {"price": "25,000 IQD"},  # rejected
+        {"sale_price": "30000 IQD"},  # not lower than price: the message quotes the sale_price cell
+        {"sale_price": "20000 USD"},  # another currency
+        {"title": "  Sweater\x07 "},  # a warning, and a trimmed value
+        {"id": "NULL", "title": ""},  # two required fields rejected
+        {"sale_price": ""},  # an empty optional field is left out
+    ],
+)
+def test_a_row_by_position_gets_the_same_verdict_as_the_same_values_by_name(changes: dict[str, str]) -> None:
+    """normalize_row reads cells by the layout's indices, skipping the columns between them."""
+    values = {**GOOD_ROW, "sale_price": "20000 IQD", **changes}
+    row = [values.get(name) or "" if name in values else f"<{name}>" for name in _ROW_COLUMNS]
+    by_name = normalize_values({field: row[index] for index, field in _ROW_LAYOUT})
+    by_position = normalize_row(row, RowRules(_ROW_LAYOUT))
+    assert by_position == by_name
+    if changes.get("sale_price"):
+        reasons = {p.field: p.value for p in by_position.problems}
+        assert reasons.get("sale_price", changes["sale_price"]) == changes["sale_price"]
+
+
+def test_row_rules_name_the_required_fields_the_layout_lacks() -> None:
+    """A layout without price or link (a mapping without them) rejects every row, naming each."""
+    fields, problems = normalize_row(["sku-1", "Sweater"], RowRules(((0, "id"), (1, "title"))))
+    assert fields is None
+    missing = [p.field for p in problems if p.reason == "is missing; Meta requires it"]
+    assert missing == ["description", "link", "image_link", "availability", "price", "brand"]

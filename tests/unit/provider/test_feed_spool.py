@@ -1,9 +1,12 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
-from facebook_catalog.feed import last_occurrences
+import pytest
+
+from facebook_catalog.feed import FeedFileError, last_occurrences
 from facebook_catalog.feed.batching import item_request
 from facebook_catalog.feed.change_detection import content_hash, encoded_update, id_hash
 from facebook_catalog.operators.s3_feed import FeedSpool, RepeatedIds, item_to_send
@@ -72,13 +75,30 @@ def test_spool_keeps_the_last_occurrence_across_every_hash_partition(tmp_path: P
 def test_repeated_ids_flag_every_occurrence_across_files_and_only_those(tmp_path: Path) -> None:
     repeated = RepeatedIds(str(tmp_path), files=2)
     first, second = 0, 1
-    for line in range(2, 3_002):  # ids p0..p2999 on lines 2..3001
-        repeated.add(first, line, f"p{line - 2}")
-    repeated.add(first, 3_005, "p7")  # again in the same file, on a row spanning lines
-    repeated.add(second, 2, "p2999")  # again in the next file
-    repeated.add(second, 3, "q1")
+    ids = [(line, f"p{line - 2}") for line in range(2, 3_002)]  # ids p0..p2999 on lines 2..3001
+    ids.append((3_005, "p7"))  # again in the same file, on a row spanning lines
+    repeated.add_file(first, ids)
+    repeated.add_file(second, [(2, "p2999"), (3, "q1")])  # p2999 again in the next file
     flags = repeated.resolve()
     assert [line for line, flag in enumerate(flags[first]) if flag] == [9, 3_001, 3_005]
+    assert [line for line, flag in enumerate(flags[second]) if flag] == [2]
+
+
+def test_a_file_that_fails_midway_keeps_the_ids_read_before_the_error(tmp_path: Path) -> None:
+    """An unreadable file's error comes through add_file; its rows so far still count."""
+    repeated = RepeatedIds(str(tmp_path), files=2)
+    first, second = 0, 1
+
+    def ids_then_error() -> Iterator[tuple[int, str]]:
+        yield 2, "p1"
+        yield 3, "p2"
+        raise FeedFileError("s3://landing/a.csv", "the gzip stream ends early")
+
+    with pytest.raises(FeedFileError, match="ends early"):
+        repeated.add_file(first, ids_then_error())
+    repeated.add_file(second, [(2, "p2")])
+    flags = repeated.resolve()
+    assert [line for line, flag in enumerate(flags[first]) if flag] == [3]
     assert [line for line, flag in enumerate(flags[second]) if flag] == [2]
 
 
