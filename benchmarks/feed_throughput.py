@@ -292,7 +292,7 @@ def _summary_line(r: dict[str, Any]) -> str:
     )
     return (
         f"{r['seconds']:.1f} s ({r['products'] / r['seconds']:,.0f} items/s), "
-        f"emulator {r['emulator_seconds']:.1f} s, "
+        f"emulator {r['emulator_seconds']:.1f} s, client CPU {r['cpu_seconds']:.1f} s, "
         f"peak RSS {r['peak_rss_mb']:.0f} MiB (after imports {r['rss_after_imports_mb']:.0f} MiB), "
         f"{r['http_calls']} calls, {r['payload_mb']:.1f} MiB sent, {r['in_catalog']:,} in catalog" + steps
     )

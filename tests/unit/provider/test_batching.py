@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 import tracemalloc
+from collections.abc import Callable
 
 import pytest
 
@@ -14,6 +15,7 @@ from facebook_catalog.feed.batching import (
     item_request,
     split_requests,
 )
+from facebook_catalog.feed.change_detection import encoded_update
 
 
 def product(i: int, **fields: str) -> dict[str, str]:
@@ -72,7 +74,17 @@ def test_limits_are_validated(max_requests: int, max_bytes: int) -> None:
         list(split_requests([], max_requests=max_requests, max_bytes=max_bytes))
 
 
-def test_encoded_requests_hold_only_their_own_size_in_memory() -> None:
+@pytest.mark.parametrize(
+    "encode",
+    [
+        lambda product: encode_json({"method": "UPDATE", "data": product}),
+        lambda product: encoded_update(product)[0],  # the operator's path: request and content hash
+    ],
+    ids=["encode_json", "encoded_update"],
+)
+def test_encoded_requests_hold_only_their_own_size_in_memory(
+    encode: Callable[[dict[str, str]], bytes],
+) -> None:
     """A call's 5,000 requests wait in memory until their payload is joined; orjson's own result
     would keep its 4 KiB working buffer each (20 MiB a call)."""
     product = {
@@ -84,7 +96,7 @@ def test_encoded_requests_hold_only_their_own_size_in_memory() -> None:
     }
     tracemalloc.start()
     try:
-        kept = [encode_json({"method": "UPDATE", "data": product}) for _ in range(1_000)]
+        kept = [encode(product) for _ in range(1_000)]
         traced, _peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
