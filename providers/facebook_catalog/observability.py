@@ -560,15 +560,15 @@ class SyncFailureAlert:
 
         report: dict[str, Any] | None = None
         report_uri: str | None = None
-        if settings.get("synced_bucket") and run_id:
+        if settings["synced_bucket"] and run_id:
             try:
                 from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 
                 report, report_uri = load_run_report(
                     S3Hook(aws_conn_id=settings["aws_conn_id"]),
-                    str(settings["synced_bucket"]),
+                    settings["synced_bucket"],
                     run_id,
-                    str(settings.get("runs_prefix") or "runs/"),
+                    settings["runs_prefix"],
                 )
             except Exception:
                 # The alert matters more than its details: send it without the report.
@@ -583,10 +583,10 @@ class SyncFailureAlert:
             exception=str(exception) if exception else (str(reason) if reason else None),
             report_uri=report_uri,
             run_url=run_url(dag_id, run_id) if dag_id and run_id else None,
-            catalog_id=str(settings.get("catalog_id") or "") or None,
+            catalog_id=settings["catalog_id"] or None,
         )
         subject, message = failure_message(report, run)
-        return publish_failure_alert(topic_arn, subject, message, aws_conn_id=settings.get("aws_conn_id"))
+        return publish_failure_alert(topic_arn, subject, message, aws_conn_id=settings["aws_conn_id"])
 
 
 def make_failure_callback(

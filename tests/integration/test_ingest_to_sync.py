@@ -100,7 +100,7 @@ def test_only_products_that_really_changed_reach_meta(
     pipeline: Callable[..., tuple[DagRunResult, DagRunResult]],
 ) -> None:
     db = sql_database
-    emulator_: EmulatorServer = sync_env["emulator"]
+    emulator: EmulatorServer = sync_env["emulator"]
     buckets: S3Buckets = sync_env["buckets"]
     day = 10 if db.dialect == "postgres" else 11
     create_shop_schema(db)
@@ -113,10 +113,10 @@ def test_only_products_that_really_changed_reach_meta(
         set_stock(db, f"sku-{n:04d}", "baghdad", n % 4, at=utc(day, 9, 20))
 
     # Hour 1: every product is new. Meta refuses sku-0007 this time.
-    emulator_.set_faults(reject_item_ids=["sku-0007"])
+    emulator.set_faults(reject_item_ids=["sku-0007"])
     _, first = pipeline(utc(day, 9))
     expected = expected_catalog(db)
-    catalog = emulator_.items(CATALOG)
+    catalog = emulator.items(CATALOG)
     assert set(catalog) == set(expected) - {"sku-0007"}
     for pid, fields in catalog.items():
         assert fields == expected[pid], pid
@@ -125,17 +125,17 @@ def test_only_products_that_really_changed_reach_meta(
     assert keys(buckets, buckets.landing, "landing/") == []
 
     # The same hour again (a re-run): nothing changed, only the item Meta rejected is sent again.
-    emulator_.set_faults()
+    emulator.set_faults()
     _, again = pipeline(utc(day, 9))
     counts = report_of(buckets, again.run_id)["counts"]
     assert (counts["items_sent"], counts["items_unchanged"]) == (1, 19)
-    assert emulator_.items(CATALOG) == expected_catalog(db)
+    assert emulator.items(CATALOG) == expected_catalog(db)
 
     # And once more: zero items, no items_batch call at all.
-    calls = len(items_batch_calls(emulator_))
+    calls = len(items_batch_calls(emulator))
     _, idle = pipeline(utc(day, 9))
     assert report_of(buckets, idle.run_id)["counts"]["items_sent"] == 0
-    assert len(items_batch_calls(emulator_)) == calls
+    assert len(items_batch_calls(emulator)) == calls
 
     # Hour 2: one price changes, one row is touched without any catalog change.
     update_product(db, "sku-0004", utc(day, 10, 15), price="99.00")
@@ -143,8 +143,8 @@ def test_only_products_that_really_changed_reach_meta(
     _, changed = pipeline(utc(day, 10))
     counts = report_of(buckets, changed.run_id)["counts"]
     assert (counts["rows_read"], counts["items_sent"], counts["items_unchanged"]) == (2, 1, 1)
-    assert emulator_.items(CATALOG)["sku-0004"]["price"] == "99.00 IQD"
-    assert emulator_.items(CATALOG) == expected_catalog(db)
+    assert emulator.items(CATALOG)["sku-0004"]["price"] == "99.00 IQD"
+    assert emulator.items(CATALOG) == expected_catalog(db)
 
     # full_sync: the hour's products are sent regardless of the state.
     _, full = pipeline(utc(day, 10), {"full_sync": True})

@@ -24,16 +24,9 @@ from facebook_catalog.landing_zone import (
     read_lifecycle_rules,
     sanitize_run_id,
 )
-from tests.fixtures.s3 import S3Buckets
+from tests.fixtures.s3 import CSV_HEADER, S3Buckets, put
 
 pytestmark = pytest.mark.integration
-
-CSV_HEADER = "id,title,description,link,image_link,availability,price,brand\n"
-
-
-def put(buckets: S3Buckets, key: str, body: str | bytes, bucket: str | None = None) -> None:
-    data = body.encode("utf-8") if isinstance(body, str) else body
-    buckets.hook.get_conn().put_object(Bucket=bucket or buckets.landing, Key=key, Body=data)
 
 
 def read(buckets: S3Buckets, key: str, bucket: str | None = None) -> bytes:

@@ -5,17 +5,16 @@ from __future__ import annotations
 
 import gzip
 import json
+from collections.abc import Iterable
 from pathlib import Path
 
 import pytest
 
 from facebook_catalog.feed import FeedOptions
-from facebook_catalog.operators.s3_feed import S3FeedRead, read_s3_feed
-from tests.fixtures.s3 import S3Buckets
+from facebook_catalog.operators.s3_feed import S3FeedRead, SpooledItem, read_s3_feed
+from tests.fixtures.s3 import CSV_HEADER, S3Buckets, put
 
 pytestmark = pytest.mark.integration
-
-CSV_HEADER = "id,title,description,link,image_link,availability,price,brand\n"
 
 
 def row(product_id: str, price: str = "10.00 USD") -> str:
@@ -23,17 +22,13 @@ def row(product_id: str, price: str = "10.00 USD") -> str:
     return f"{product_id},Mug,A mug,{link},{link}.jpg,in stock,{price},Acme\n"
 
 
-def put(buckets: S3Buckets, key: str, body: bytes) -> None:
-    buckets.hook.get_conn().put_object(Bucket=buckets.landing, Key=key, Body=body)
-
-
 def read(buckets: S3Buckets, keys: list[str], workdir: Path) -> S3FeedRead:
     return read_s3_feed(buckets.hook, buckets.landing, keys, FeedOptions(), str(workdir))
 
 
-def prices(feed: S3FeedRead) -> dict[str, list[str]]:
+def prices(items: Iterable[SpooledItem]) -> dict[str, list[str]]:
     sent: dict[str, list[str]] = {}
-    for item in feed.items():
+    for item in items:
         sent.setdefault(item.item_id, []).append(json.loads(item.request)["data"]["price"])
     return sent
 
@@ -48,17 +43,15 @@ def test_unique_ids_come_before_the_file_is_read_and_repeated_ids_once_at_the_en
     feed = read(s3_buckets, ["landing/a.csv", "landing/b.csv"], tmp_path)
 
     items = feed.items()
-    assert next(items).item_id == "p0"
+    first_item = next(items)
+    assert first_item.item_id == "p0"
     assert feed.files == []  # handed on while the first file is still being read
-    rest = [item.item_id for item in items]
+    rest = list(items)
+    ids = [item.item_id for item in rest]
     # p7 and p2999 occur twice: each comes once, after every other item, as its last occurrence.
-    assert rest[-2:] == ["p7", "p2999"]
-    assert len(rest) + 1 == len(set(rest)) + 1 == 3_001
-    feed.close()
-
-    (tmp_path / "again").mkdir()
-    feed = read(s3_buckets, ["landing/a.csv", "landing/b.csv"], tmp_path / "again")
-    sent = prices(feed)
+    assert ids[-2:] == ["p7", "p2999"]
+    assert len(ids) == len(set(ids)) == 3_000
+    sent = prices([first_item, *rest])
     assert sent["p7"] == ["11.00 USD"]
     assert sent["p2999"] == ["12.00 USD"]
     assert feed.duplicates == 2
@@ -81,7 +74,7 @@ def test_a_file_unreadable_after_good_rows_is_known_before_any_item_and_sends_no
     feed = read(s3_buckets, ["landing/good.csv", "landing/cut.csv.gz"], tmp_path)
 
     assert [(f["key"], "truncated" in f["error"]) for f in feed.file_errors] == [("landing/cut.csv.gz", True)]
-    assert sorted(prices(feed)) == ["p1", "p2"]
+    assert sorted(prices(feed.items())) == ["p1", "p2"]
     cut = feed.files[1]
     assert cut["items"] == 0
     assert cut["rows_read"] > 0

@@ -44,13 +44,13 @@ def item_request(item: Mapping[str, Any], method: str = "UPDATE") -> dict[str, A
     return {"method": method, "data": data}
 
 
-def encode_json(value: Any, option: int = 0) -> bytes:
+def encode_json(value: Any) -> bytes:
     """Compact UTF-8 JSON without escaping non-ASCII text, as bytes of its own size.
 
     orjson hands back its whole working buffer (4 KiB for a typical product) as the bytes, and a
     request waits in memory until its call's payload is joined: 5,000 of them would hold 20 MiB.
     """
-    return bytes(memoryview(orjson.dumps(value, option=option)))
+    return bytes(memoryview(orjson.dumps(value)))
 
 
 def encode_requests(requests: Iterable[Mapping[str, Any]]) -> bytes:

@@ -457,7 +457,7 @@ def normalized_id(raw: str) -> str | None:
 
 
 # (row index, field, then the field's _FieldRule): one tuple to unpack per value.
-_ColumnRule = tuple[int, str, bool, bool, int, int, "_Rule | None"]
+_ColumnRule = tuple[int, str, bool, bool, int, int, _Rule | None]
 
 
 class RowRules:

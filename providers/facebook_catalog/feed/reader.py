@@ -281,7 +281,7 @@ def read_feed(stream: BinaryIO, source: str, options: FeedOptions = DEFAULT_OPTI
 
 def read_feed_ids(stream: BinaryIO, source: str) -> Iterator[tuple[int, str]]:
     """The first pass of a two-pass read: (line, normalized id) of every row that read_feed could
-    turn into an item, in file order, for about a fifth of read_feed's work.
+    turn into an item, in file order, for about a third of read_feed's work.
 
     It raises the FeedFileError that read_feed raises, after the same rows, so a file that passes
     this pass is read to its end by read_feed too. Rows it yields may still be rejected by

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Iterable
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 
@@ -19,6 +21,19 @@ from facebook_catalog.feed import (
 )
 from facebook_catalog.feed.reader import read_feed_file_ids
 from tests.fixtures.hostile import CorpusCase, ExpectedProblem, case_names, load_corpus
+
+T = TypeVar("T")
+
+
+def read_until_error(events: Iterable[T]) -> tuple[list[T], FeedFileError | None]:
+    """What a reader yields, and the FeedFileError it stops with (None when it reads to the end)."""
+    read: list[T] = []
+    try:
+        for event in events:
+            read.append(event)
+    except FeedFileError as exc:
+        return read, exc
+    return read, None
 
 
 @pytest.fixture(scope="module")
@@ -57,13 +72,7 @@ def _assert_problems_match(
 @pytest.mark.parametrize("name", case_names())
 def test_corpus_case(name: str, corpus: dict[str, CorpusCase]) -> None:
     case = corpus[name]
-    events: list[FeedItem | Rejection | FeedWarning] = []
-    error: FeedFileError | None = None
-    try:
-        for event in read_feed_file(case.path, source=case.path.name):
-            events.append(event)
-    except FeedFileError as exc:
-        error = exc
+    events, error = read_until_error(read_feed_file(case.path, source=case.path.name))
 
     for event in events:
         if not isinstance(event, FeedItem):
@@ -132,17 +141,8 @@ def test_the_ids_pass_fails_where_read_feed_fails_and_covers_every_item(
     """The operator sends an item at once when the ids pass saw its id only once, and trusts that
     pass to find every unreadable file before anything is sent: both must hold on every file."""
     case = corpus[name]
-    items: list[FeedItem] = []
-    error: str | None = None
-    try:
-        items = [event for event in read_feed_file(case.path) if isinstance(event, FeedItem)]
-    except FeedFileError as problem:
-        error = problem.reason
-    ids_error: str | None = None
-    pairs: list[tuple[int, str]] = []
-    try:
-        pairs = list(read_feed_file_ids(case.path))
-    except FeedFileError as problem:
-        ids_error = problem.reason
-    assert ids_error == error
+    events, error = read_until_error(read_feed_file(case.path))
+    items = [event for event in events if isinstance(event, FeedItem)]
+    pairs, ids_error = read_until_error(read_feed_file_ids(case.path))
+    assert (ids_error and ids_error.reason) == (error and error.reason)
     assert {(item.line, item.fields["id"]) for item in items} <= set(pairs)

@@ -104,8 +104,7 @@ def test_a_file_that_fails_midway_keeps_the_ids_read_before_the_error(tmp_path: 
 
 def test_an_empty_file_resolves_to_no_flags(tmp_path: Path) -> None:
     repeated = RepeatedIds(str(tmp_path), files=1)
-    number = 0
-    assert repeated.resolve()[number] == bytearray(1)
+    assert repeated.resolve()[0] == bytearray(1)
 
 
 def test_a_partition_file_exists_only_once_a_row_needs_it(tmp_path: Path) -> None:
