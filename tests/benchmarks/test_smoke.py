@@ -148,5 +148,6 @@ def test_the_emulator_cost_diagnostic_runs_on_a_tiny_size() -> None:
         check=False,
     )
     assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
-    rows = [line for line in completed.stdout.splitlines() if line.startswith(("| validate |", "| http |"))]
-    assert len(rows) == 2, completed.stdout[-3000:]
+    stages = ("| validate |", "| http |", "| http-urlencoded |")
+    rows = [line for line in completed.stdout.splitlines() if line.startswith(stages)]
+    assert len(rows) == 3, completed.stdout[-3000:]

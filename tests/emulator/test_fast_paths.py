@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import itertools
 import json
+import random
 from typing import Any
+from urllib.parse import quote_plus, unquote_to_bytes, urlencode
 
 import pytest
 
 from facebook_catalog.emulator import EmulatorConfig, EmulatorState, FaultPlan
-from facebook_catalog.emulator.forms import loads_utf8_json
+from facebook_catalog.emulator.forms import form_unquote, loads_utf8_json, parse_urlencoded
 from facebook_catalog.emulator.state import Operation, apply_operation
 from facebook_catalog.emulator.validation import (
     _FIELD_CHECKS,
@@ -412,6 +414,60 @@ def test_loads_utf8_json_fails_as_json_fails(text: bytes, error: type[Exception]
     with pytest.raises(error) as raised:
         loads_utf8_json(text)
     assert str(raised.value) == str(expected.value)
+
+
+# Forms: a url-encoded value decodes as the stdlib decodes it
+
+AWKWARD_FORM_VALUES = [
+    b"",
+    b"plain",
+    b"a+b",
+    b"%2B+%2b",
+    b"%41%4a%4A%7e",
+    b"%25",
+    b"%2541",
+    b"100%",
+    b"%",
+    b"%%",
+    b"%%41",
+    b"%4",
+    b"%zz%41",
+    b"%2%341",
+    b"\\",
+    b"\\x41",
+    b"\\%41",
+    b"%5C%5Cx41",
+    b"%5Cu0642%5Cn",
+    b"%00%ff%FF%80",
+    b"line\nbreak%0D%0A",
+    "قميص%20قطني".encode(),
+    b"\xd9\x82",
+    quote_plus(json.dumps([{"data": {"title": 'قميص & "x" 100%+\\'}}])).encode(),
+]
+
+
+@pytest.mark.parametrize("raw", AWKWARD_FORM_VALUES)
+def test_form_unquote_decodes_as_the_stdlib_does(raw: bytes) -> None:
+    assert form_unquote(raw) == unquote_to_bytes(raw.replace(b"+", b" "))
+
+
+def test_form_unquote_agrees_on_generated_values() -> None:
+    pieces = [b"%", b"%2", b"%25", b"%41", b"%5c", b"%5C", b"\\", b"x", b"4", b"1", b"+", b" ", b"\xd9"]
+    generator = random.Random(7)
+    for _ in range(3_000):
+        raw = b"".join(generator.choice(pieces) for _ in range(generator.randrange(1, 9)))
+        assert form_unquote(raw) == unquote_to_bytes(raw.replace(b"+", b" ")), raw
+
+
+def test_a_url_encoded_form_reads_the_values_the_sdk_encoded() -> None:
+    requests = json.dumps([{"method": "UPDATE", "data": {"id": "a&b=c", "title": "قميص 100% +"}}])
+    body = urlencode({"requests": requests, "item_type": "PRODUCT_ITEM", "näme": "ö"}).encode()
+    fields = parse_urlencoded(body)
+    assert fields == {
+        "requests": requests.encode(),
+        "item_type": b"PRODUCT_ITEM",
+        "näme": "ö".encode(),
+    }
 
 
 # State: a finished batch is applied once, as _settle would apply it

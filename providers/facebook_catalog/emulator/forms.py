@@ -6,7 +6,9 @@ Fields are kept as raw bytes so the call log can hash exactly what the client se
 
 from __future__ import annotations
 
+import codecs
 import json
+import re
 from email.message import Message
 from email.utils import collapse_rfc2231_value
 from typing import Any
@@ -18,6 +20,8 @@ import orjson
 # integer (-9223372036854775809) has 19 digits, so a text without 19 digits in a row has none.
 _DIGIT_MASK = bytes(1 if ord("0") <= byte <= ord("9") else 0 for byte in range(256))
 _NINETEEN_DIGITS = b"\x01" * 19
+# A "%" that does not start a two-hex-digit escape; unquote_to_bytes keeps such a "%" as it is.
+_LONE_PERCENT = re.compile(rb"%(?![0-9A-Fa-f]{2})")
 
 
 class FormError(ValueError):
@@ -61,9 +65,26 @@ def parse_urlencoded(body: bytes) -> dict[str, bytes]:
         if not pair.strip():
             continue
         raw_name, _, raw_value = pair.partition(b"=")
-        name = unquote_to_bytes(raw_name.replace(b"+", b" ")).decode("utf-8", errors="replace")
-        fields[name] = unquote_to_bytes(raw_value.replace(b"+", b" "))
+        name = form_unquote(raw_name).decode("utf-8", errors="replace")
+        fields[name] = form_unquote(raw_value)
     return fields
+
+
+def form_unquote(raw: bytes) -> bytes:
+    """``unquote_to_bytes(raw.replace(b"+", b" "))``, at C speed where every "%" starts an escape.
+
+    Meta decodes a url-encoded form natively; the stdlib's pure Python loop took 38 µs an item
+    on the SDK's ``requests`` (JSON with ``\\uXXXX`` escapes, percent-encoded again), which
+    charged that client about three times what the same items cost as multipart. Here each
+    ``%XX`` becomes ``\\xXX`` (after doubling any backslash) for ``codecs.escape_decode``, the
+    decoder pickle uses for protocol 0 strings; a lone "%" takes the stdlib's path.
+    """
+    spaced = raw.replace(b"+", b" ")
+    if b"%" not in spaced:
+        return spaced
+    if _LONE_PERCENT.search(spaced) is not None:
+        return unquote_to_bytes(spaced)
+    return codecs.escape_decode(spaced.replace(b"\\", b"\\\\").replace(b"%", b"\\x"))[0]
 
 
 def parse_multipart(body: bytes, boundary: str) -> dict[str, bytes]:
