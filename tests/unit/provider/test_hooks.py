@@ -6,6 +6,8 @@ import asyncio
 import json
 import logging
 import re
+import subprocess
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -266,3 +268,24 @@ def test_catalog_id_argument_overrides_connection(catalog_connection: Any) -> No
     catalog_connection(host=HOST)
     assert FacebookCatalogHook(catalog_id="555").settings.catalog_id == "555"
     assert asyncio.run(FacebookCatalogAsyncHook(catalog_id="556").get_settings()).catalog_id == "556"
+
+
+def test_the_operators_synchronous_path_does_not_load_aiohttp() -> None:
+    """aiohttp is the triggers' client; a task process that only posts does not carry it (4-7 MiB)."""
+    script = (
+        "import sys\n"
+        "from airflow.providers.amazon.aws.hooks.s3 import S3Hook\n"
+        "print('aiohttp' in sys.modules)\n"
+        "from facebook_catalog.operators.items_batch import FacebookCatalogItemsBatchOperator\n"
+        "from facebook_catalog.operators.s3_feed import read_s3_feed\n"
+        "FacebookCatalogItemsBatchOperator(task_id='t', catalog_id='1')._hook()\n"
+        "print('aiohttp' in sys.modules)\n"
+    )
+    completed = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    loaded_by_airflow, loaded_after_ours = completed.stdout.split()
+    if loaded_by_airflow == "True":
+        pytest.skip("Airflow or the Amazon provider already loads aiohttp here")
+    assert loaded_after_ours == "False"
