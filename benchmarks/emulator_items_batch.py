@@ -110,21 +110,33 @@ def build_calls(size: int, batch: int) -> list[list[dict[str, Any]]]:
     return [records[start : start + batch] for start in range(0, size, batch)]
 
 
-def multipart_body(requests_json: bytes) -> bytes:
+# An items_batch call's form fields besides ``requests``, as both clients send them.
+_FORM_FIELDS = (("item_type", "PRODUCT_ITEM"), ("allow_upsert", "true"))
+MULTIPART = f"multipart/form-data; boundary={BOUNDARY}"
+URLENCODED = "application/x-www-form-urlencoded"
+
+
+def multipart_body(requests: list[dict[str, Any]]) -> bytes:
     """An items_batch body as the provider's hook sends it (multipart, raw UTF-8 JSON)."""
-    fields = [("item_type", b"PRODUCT_ITEM"), ("allow_upsert", b"true"), ("requests", requests_json)]
+    requests_json = json.dumps(requests, ensure_ascii=False, separators=(",", ":"))
     parts = [
-        f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n'.encode() + value + b"\r\n"
-        for name, value in fields
+        f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'
+        for name, value in (*_FORM_FIELDS, ("requests", requests_json))
     ]
-    return b"".join(parts) + f"--{BOUNDARY}--\r\n".encode()
+    return "".join(parts).encode() + f"--{BOUNDARY}--\r\n".encode()
 
 
 def urlencoded_body(requests: list[dict[str, Any]]) -> bytes:
     """An items_batch body as the facebook-business SDK sends it: url-encoded, JSON with
     ``ensure_ascii`` (so Arabic text travels as ``\\uXXXX``, percent-encoded once more)."""
-    fields = {"item_type": "PRODUCT_ITEM", "allow_upsert": "true", "requests": json.dumps(requests)}
-    return urllib.parse.urlencode(fields).encode("ascii")
+    return urllib.parse.urlencode((*_FORM_FIELDS, ("requests", json.dumps(requests)))).encode("ascii")
+
+
+#: Per http stage: how its bodies are built and the Content-Type they are sent with.
+HTTP_BODIES: dict[str, tuple[Callable[[list[dict[str, Any]]], bytes], str]] = {
+    "http": (multipart_body, MULTIPART),
+    "http-urlencoded": (urlencoded_body, URLENCODED),
+}
 
 
 def round_validate(calls: list[list[dict[str, Any]]]) -> EmulatorTime:
@@ -172,15 +184,9 @@ def run(args: argparse.Namespace) -> str:
         one_round: Callable[[], EmulatorTime]
         if stage == "validate":
             one_round = functools.partial(round_validate, calls)
-        elif stage == "http":
-            bodies = [
-                multipart_body(json.dumps(call, ensure_ascii=False, separators=(",", ":")).encode())
-                for call in calls
-            ]
-            one_round = functools.partial(round_http, bodies, f"multipart/form-data; boundary={BOUNDARY}")
         else:
-            bodies = [urlencoded_body(call) for call in calls]
-            one_round = functools.partial(round_http, bodies, "application/x-www-form-urlencoded")
+            build_body, content_type = HTTP_BODIES[stage]
+            one_round = functools.partial(round_http, [build_body(call) for call in calls], content_type)
         rounds = [one_round() for _ in range(args.repeat)]
         wall = sorted(timing.wall * 1e6 / size for timing in rounds)
         cpu = [timing.cpu * 1e6 / size for timing in rounds]

@@ -138,8 +138,8 @@ class RepeatedIds:
             # Everything local, in one loop: it runs for every row before the first call can go.
             for line, item_id in ids:
                 key_hash = hash(item_id) & _UINT64
-                partition = files[key_hash >> _PARTITION_SHIFT] or open_file(key_hash >> _PARTITION_SHIFT)
-                partition.write(pack(key_hash, file_key | line))
+                number = key_hash >> _PARTITION_SHIFT
+                (files[number] or open_file(number)).write(pack(key_hash, file_key | line))
         finally:
             self._last_line[file_number] = line
 
