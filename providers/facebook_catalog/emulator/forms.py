@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import codecs
 import json
-import re
 from email.message import Message
 from email.utils import collapse_rfc2231_value
 from typing import Any
@@ -20,8 +19,6 @@ import orjson
 # integer (-9223372036854775809) has 19 digits, so a text without 19 digits in a row has none.
 _DIGIT_MASK = bytes(1 if ord("0") <= byte <= ord("9") else 0 for byte in range(256))
 _NINETEEN_DIGITS = b"\x01" * 19
-# A "%" that does not start a two-hex-digit escape; unquote_to_bytes keeps such a "%" as it is.
-_LONE_PERCENT = re.compile(rb"%(?![0-9A-Fa-f]{2})")
 
 
 class FormError(ValueError):
@@ -77,14 +74,17 @@ def form_unquote(raw: bytes) -> bytes:
     on the SDK's ``requests`` (JSON with ``\\uXXXX`` escapes, percent-encoded again), which
     charged that client about three times what the same items cost as multipart. Here each
     ``%XX`` becomes ``\\xXX`` (after doubling any backslash) for ``codecs.escape_decode``, the
-    decoder pickle uses for protocol 0 strings; a lone "%" takes the stdlib's path.
+    decoder pickle uses for protocol 0 strings. A "%" that does not start a two-hex-digit escape
+    (the stdlib keeps it as it is) becomes an invalid ``\\x`` escape, which escape_decode refuses:
+    the value then takes the stdlib's path.
     """
     spaced = raw.replace(b"+", b" ")
     if b"%" not in spaced:
         return spaced
-    if _LONE_PERCENT.search(spaced) is not None:
+    try:
+        return codecs.escape_decode(spaced.replace(b"\\", b"\\\\").replace(b"%", b"\\x"))[0]
+    except ValueError:
         return unquote_to_bytes(spaced)
-    return codecs.escape_decode(spaced.replace(b"\\", b"\\\\").replace(b"%", b"\\x"))[0]
 
 
 def parse_multipart(body: bytes, boundary: str) -> dict[str, bytes]:
