@@ -5,7 +5,7 @@ pipelines, each in a child process of its own so that its peak resident memory i
 
 - **ours**, as the operator runs it: ``read_s3_feed`` (S3 → temporary file → the ids pass),
   then ``FacebookCatalogItemsBatchOperator._item_requests`` over ``feed.items()`` (the feed
-  rules; repeated ids spooled and de-duplicated) and ``_post_batches`` (``split_encoded`` + the
+  rules; repeated ids spooled and de-duplicated) and ``sync.posting.post_batches`` (``split_encoded`` + the
   sync hook's ``send_items_batch``), which sends each call while the next is being read;
 - **baseline**, what people write by hand: ``pandas.read_csv`` of the whole object, then
   ``ProductCatalog(catalog_id).create_items_batch(...)`` of the facebook-business SDK, 5,000
@@ -76,7 +76,8 @@ def child_ours(args: argparse.Namespace) -> dict[str, Any]:
 
     from facebook_catalog.feed import FeedOptions
     from facebook_catalog.operators.items_batch import FacebookCatalogItemsBatchOperator
-    from facebook_catalog.operators.s3_feed import read_s3_feed
+    from facebook_catalog.sync.posting import post_batches
+    from facebook_catalog.sync.reading import read_s3_feed
 
     logging.disable(logging.INFO)
     rss_after_imports = current_rss_mb()
@@ -90,8 +91,8 @@ def child_ours(args: argparse.Namespace) -> dict[str, Any]:
         read_done = time.perf_counter()
         phases["peak_after_read"] = peak_rss_mb()
         operator = FacebookCatalogItemsBatchOperator(task_id="feed_throughput", catalog_id=args.catalog_id)
-        hook = operator._hook()
-        posted = operator._post_batches(hook, operator._item_requests(feed, None), None)
+        hook = operator.hook
+        posted = post_batches(hook, operator._item_requests(feed, None), None)
         feed.close()
         hook.close()
     finished, cpu = time.perf_counter(), time.process_time() - cpu_started
@@ -116,7 +117,7 @@ def child_ours(args: argparse.Namespace) -> dict[str, Any]:
 def _watch_dedupe() -> dict[str, float]:
     """Note the peak RSS just before and just after the spool's de-duplication (measurement only:
     the method is called exactly as before)."""
-    from facebook_catalog.operators.s3_feed import FeedSpool
+    from facebook_catalog.feed.spool import FeedSpool
 
     phases: dict[str, float] = {}
     original = FeedSpool.deduplicate

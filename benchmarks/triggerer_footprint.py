@@ -92,7 +92,7 @@ def child_fleet(args: argparse.Namespace) -> dict[str, Any]:
     from sqlalchemy import select
 
     from benchmarks._loop_lag import LoopLagTrigger
-    from facebook_catalog.feed.batching import encode_requests, item_request
+    from facebook_catalog.feed.batching import encoded_update
     from facebook_catalog.hooks.catalog import FacebookCatalogHook
     from facebook_catalog.triggers.items_batch import FacebookCatalogBatchStatusTrigger
 
@@ -112,14 +112,13 @@ def child_fleet(args: argparse.Namespace) -> dict[str, Any]:
             "image_link": f"https://cdn.example.iq/p/{number}.jpg",
             "brand": "Zagros",
         }
-        handle = hook.send_items_batch(encode_requests([item_request(item)]), 1).handle
+        handle = hook.send_items_batch(b"[" + encoded_update(item)[0] + b"]", 1).handle
         assert handle is not None
         trigger = FacebookCatalogBatchStatusTrigger(
             handles=[handle],
             catalog_id=CATALOG_ID,
             deadline=deadline,
             poll_interval=args.poll_interval,
-            submitted={"calls": 1, "items_sent": 1, "handles": [handle]},
         )
         fleet.append((FLEET_DAG, FLEET_TASK, f"sync-{number:05d}", trigger))
     fleet.append((CANARY_DAG, CANARY_TASK, "canary", LoopLagTrigger(args.canary_path, CANARY_INTERVAL)))

@@ -23,13 +23,13 @@ from typing import Any
 import boto3
 import pytest
 
-from facebook_catalog.landing_zone import (
+from facebook_catalog.storage.lifecycle import (
     MANAGED_RULE_IDS,
     apply_lifecycle_rules,
     desired_lifecycle_rules,
     read_lifecycle_rules,
 )
-from facebook_catalog.observability import DEFAULT_NAMESPACE, METRIC_NAMES
+from facebook_catalog.sync.metrics import DEFAULT_NAMESPACE, METRIC_NAMES
 from tests.fixtures.s3 import AWS_REGION, MotoServer
 
 pytestmark = [
@@ -628,7 +628,7 @@ def test_mwaa_runs_with_the_storage_stacks_role_bucket_and_logs(runtime_template
 
 @pytest.mark.parametrize("document", ["deploy/README.md", "docs/operations.md"])
 def test_the_documented_logs_insights_query_is_the_one_the_code_defines(document: str) -> None:
-    from facebook_catalog.observability import LOGS_INSIGHTS_QUERY
+    from facebook_catalog.sync.metrics import LOGS_INSIGHTS_QUERY
 
     assert LOGS_INSIGHTS_QUERY in (DEPLOY.parent / document).read_text()
 

@@ -12,6 +12,7 @@ from collections.abc import Iterator, Sequence
 from typing import TextIO
 
 from facebook_catalog.feed.currencies import ISO_4217_CODES
+from facebook_catalog.feed.dedupe import LatestById
 from facebook_catalog.feed.fields import CONDITION_VALUES, enum_key
 from facebook_catalog.feed.model import (
     FeedEvent,
@@ -93,7 +94,7 @@ def _events(path: str, options: FeedOptions) -> Iterator[FeedEvent]:
 def validate_files(paths: Sequence[str], options: FeedOptions, out: TextIO) -> int:
     """Print every problem of every file, then one count line per file; return the exit status."""
     # id -> (index of the file, line) of the occurrence that would be sent so far.
-    latest: dict[str, tuple[int, int]] = {}
+    latest: LatestById[tuple[int, int]] = LatestById()
     tallies: list[FeedTally] = []
     duplicates = [0] * len(paths)
     errors: list[str | None] = []
@@ -102,13 +103,13 @@ def validate_files(paths: Sequence[str], options: FeedOptions, out: TextIO) -> i
         source = sources[index]
         tally = FeedTally(source)
         tallies.append(tally)
-        in_file: dict[str, int] = {}
+        in_file: LatestById[int] = LatestById()
         error: str | None = None
         try:
             for event in _events(path, options):
                 tally.add(event)
                 if isinstance(event, FeedItem):
-                    earlier = in_file.get(event.id)
+                    earlier = in_file.put(event.id, event.line)
                     if earlier is not None:
                         duplicates[index] += 1
                         _print(
@@ -116,7 +117,6 @@ def validate_files(paths: Sequence[str], options: FeedOptions, out: TextIO) -> i
                             f"{source} line {earlier}: duplicate id '{event.id}': replaced by line "
                             f"{event.line}, which is the one sent",
                         )
-                    in_file[event.id] = event.line
                 else:
                     _print(out, event.message())
         except FeedFileError as exc:
@@ -130,7 +130,7 @@ def validate_files(paths: Sequence[str], options: FeedOptions, out: TextIO) -> i
             # A file that cannot be read is not synced at all, so it replaces nothing.
             continue
         for item_id, line in in_file.items():
-            earlier_place = latest.get(item_id)
+            earlier_place = latest.put(item_id, (index, line))
             if earlier_place is not None:
                 earlier_index, earlier_line = earlier_place
                 duplicates[earlier_index] += 1
@@ -139,7 +139,6 @@ def validate_files(paths: Sequence[str], options: FeedOptions, out: TextIO) -> i
                     f"{sources[earlier_index]} line {earlier_line}: duplicate id '{item_id}': replaced by "
                     f"{source} line {line}, which is the one sent",
                 )
-            latest[item_id] = (index, line)
 
     summaries = [
         tally.summary(duplicates=duplicate_count, error=error)
