@@ -384,6 +384,19 @@ def test_each_alarm_says_what_happened_who_and_where_to_look(runtime_stack: Runt
         assert f"### {short_name}" in operations, short_name
 
 
+def test_the_docs_cover_exactly_these_alarms_and_deploy_with_the_iam_capability(
+    runtime_stack: RuntimeStack,
+) -> None:
+    documented = set(re.findall(r"^### (audit-[a-z-]+)$", OPERATIONS.read_text(), re.M))
+    alarms = {name.removeprefix(f"fbcatalog-{ENVIRONMENT}-") for name in runtime_stack.alarms()}
+    assert documented == alarms
+    # The stack creates CloudTrail's IAM role: a deploy without CAPABILITY_IAM is refused.
+    assert [r for r in runtime_stack.template["Resources"].values() if r["Type"] == "AWS::IAM::Role"]
+    for document in (OPERATIONS, RUNTIME_TEMPLATE.parent / "README.md"):
+        [command] = re.findall(r"--template-file deploy/audit-runtime\.yaml[^\n]*", document.read_text())
+        assert "--capabilities CAPABILITY_IAM" in command, document
+
+
 def test_the_dashboard_has_a_row_with_every_security_alarm(runtime_stack: RuntimeStack) -> None:
     cloudwatch = runtime_stack.storage.clients.cloudwatch
     body = json.loads(
