@@ -5,7 +5,8 @@ evaluated on CloudTrail records shaped as AWS documents them.
 moto's CloudFormation creates the KMS key, the log group and the trail's IAM role. It skips the
 trail, the metric filters and the alarms ("not supported"), and cannot create a stack whose
 outputs read an attribute of a type it lacks (the trail's and MWAA's), so the stack is created
-without those outputs, and :func:`apply_what_moto_ignores` sends the template's own properties,
+without those outputs, and :func:`apply_what_moto_ignores` (with the deploy-template tests' own,
+for buckets, bucket policies and alarms) sends the template's own properties,
 resolved as CloudFormation resolves them (Fn::Sub with the storage stack's exports: the execution
 role's real ARN, the buckets' real names), through the CloudTrail, Logs and CloudWatch APIs.
 The patterns read back from moto are then matched by tests/fixtures/log_filter_pattern.py, because
@@ -56,6 +57,8 @@ AUDIT_NAMESPACE = f"FacebookCatalogAudit/{ENVIRONMENT}"
 OPERATIONS = Path(__file__).resolve().parents[2] / "docs" / "operations.md"
 # Types moto's CloudFormation lacks; an output reading their attributes fails its validation.
 MOTO_LACKS = {"AWS::CloudTrail::Trail", "AWS::MWAA::Environment"}
+# What test_deploy_templates.apply_what_moto_ignores already sends through the APIs.
+SHARED_TYPES = {"AWS::S3::Bucket", "AWS::S3::BucketPolicy", "AWS::CloudWatch::Alarm"}
 # CloudWatch's limits on what the template sets.
 MAX_FILTER_PATTERN = 1024
 MAX_ALARM_DESCRIPTION = 1024
@@ -124,6 +127,12 @@ class RuntimeStack:
 def apply_what_moto_ignores(
     template: dict[str, Any], values: RuntimeValues, stack: StorageStack, audit: AuditClients
 ) -> None:
+    # The trail bucket's settings, its policy and the alarms, as the storage stack's are applied.
+    deploy_templates.apply_what_moto_ignores(
+        {"Resources": {k: r for k, r in template["Resources"].items() if r["Type"] in SHARED_TYPES}},
+        values,
+        stack.clients,
+    )
     # The log group first (the metric filters go into it). moto's CloudFormation reads its
     # retention but not its KMS key, and moto has no AssociateKmsKey: create it again through the
     # calls CloudFormation makes, CreateLogGroup with the key and PutRetentionPolicy.
@@ -152,15 +161,6 @@ def apply_what_moto_ignores(
                     }
                     for t in properties["MetricTransformations"]
                 ],
-            )
-        elif kind == "AWS::CloudWatch::Alarm":
-            properties = values.resolve(resource["Properties"])
-            properties["Threshold"] = float(properties["Threshold"])
-            stack.clients.cloudwatch.put_metric_alarm(**properties)
-        elif kind == "AWS::S3::BucketPolicy":
-            properties = values.resolve(resource["Properties"])
-            stack.clients.s3.put_bucket_policy(
-                Bucket=properties["Bucket"], Policy=json.dumps(properties["PolicyDocument"])
             )
         elif kind == "AWS::CloudTrail::Trail":
             properties = values.resolve(resource["Properties"])
