@@ -61,44 +61,33 @@ def committed(tmp_path: Path) -> tuple[Path, Path]:
     return results, history
 
 
-def test_a_run_replaces_its_own_block_and_leaves_every_other_line_as_it_was(
-    committed: tuple[Path, Path],
-) -> None:
-    results, _ = committed
-    before = results.read_text()
-
-    record(feed_report("9.99x", 2), arguments(results))
-
-    after = results.read_text()
-    new_block = block(after, "feed_throughput")
-    assert "| speed-up end to end | 9.99x | ≥ 2x | met |" in new_block
-    assert "Measured 2026-12-02 07:05 UTC" in new_block
-    assert "3.11x" not in new_block  # the committed figure it replaced
-    assert outside(after, "feed_throughput") == outside(before, "feed_throughput")
-    for other in SCRIPTS:
-        if other != "feed_throughput":
-            assert block(after, other) == block(before, other)
-    assert after.count(head_marker("feed_throughput")) == 1
-
-
-def test_a_run_appends_its_full_section_to_the_history_and_links_to_it(
+def test_a_run_replaces_its_own_block_only_and_appends_its_section_to_the_history(
     committed: tuple[Path, Path],
 ) -> None:
     results, history = committed
-    before = history.read_text()
+    head_before, history_before = results.read_text(), history.read_text()
 
     record(feed_report("9.99x", 2), arguments(results))
 
+    head = results.read_text()
+    new_block = block(head, "feed_throughput")
+    assert "| speed-up end to end | 9.99x | ≥ 2x | met |" in new_block
+    assert "Measured 2026-12-02 07:05 UTC" in new_block
+    assert "3.11x" not in new_block  # the committed figure it replaced
+    assert outside(head, "feed_throughput") == outside(head_before, "feed_throughput")
+    for other in SCRIPTS:
+        if other != "feed_throughput":
+            assert block(head, other) == block(head_before, other)
+    assert head.count(head_marker("feed_throughput")) == 1
+
     after = history.read_text()
-    assert after.startswith(before)
-    added = after[len(before) :]
+    assert after.startswith(history_before)
+    added = after[len(history_before) :]
     heading = "Feed throughput and memory — 2026-12-02 07:05 UTC"
     assert added.lstrip("\n").startswith(f"## {heading}\n")
     assert "Machine: " in added
     assert "- end to end 9.99x" in added
-    assert f"[full section](HISTORY.md#{github_anchor(heading)})" in block(
-        results.read_text(), "feed_throughput"
-    )
+    assert f"[full section](HISTORY.md#{github_anchor(heading)})" in new_block
 
 
 def test_the_second_run_replaces_the_first_runs_block(tmp_path: Path) -> None:
