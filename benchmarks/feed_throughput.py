@@ -480,7 +480,12 @@ def _headlines(
         Headline(
             "ours: pipeline memory above the imports",
             " / ".join(f"{m:.0f}" for m in pipeline_mib)
-            + f" MiB ({pipeline_mib[-1] - pipeline_mib[0]:+.0f} from the smallest size to the largest)",
+            + " MiB"
+            + (
+                f" ({pipeline_mib[-1] - pipeline_mib[0]:+.0f} from the smallest size to the largest)"
+                if len(sizes) > 1
+                else ""
+            ),
             f"target under discussion, proposed: < {PROPOSED_PIPELINE_MIB:.0f} MiB at every size, so flat",
             met(max(pipeline_mib) < PROPOSED_PIPELINE_MIB),
         ),

@@ -182,6 +182,7 @@ def test_the_feed_table_weighs_the_proposed_targets_from_100000_products_only() 
 
     small = _headlines([300], feed_results({300: (0.1, 140, 128, 0.1)}), [1.0], [1.0])
     assert small[1].verdict == "**missed** (5x); n/a (no size of 100,000 or more) (proposed)"
+    assert small[-1].latest == "12 MiB"
     slow = _headlines([100_000], feed_results({100_000: (4.0, 140, 70, 7.6)}), [1.9], [2.6])
     assert [h.verdict for h in slow[1:]] == [
         "**missed** (5x); **missed** (proposed)",
