@@ -29,6 +29,7 @@ import time
 from typing import Any
 
 from benchmarks._common import (
+    Headline,
     Report,
     argument_parser,
     catalog_connection,
@@ -210,7 +211,28 @@ def report(results: list[dict[str, Any]]) -> Report:
         "emulator does not scale it), so the hook waits for Retry-After: the exact time until the "
         "window frees a call.",
     ]
-    return Report("Rate-limit pacing", tables=[markdown_table(headers, rows)], notes=notes)
+    calls_list = " / ".join(str(r["calls"]) for r in scaled)
+    headlines = [
+        Headline(
+            f"time over the minimum, {calls_list} calls (budget {worst['budget']} a window)",
+            " / ".join(f"{r['overhead']:+.1%}" for r in scaled),
+            f"within {TARGET_OVERHEAD:.0%}",
+            met(worst["overhead"] <= TARGET_OVERHEAD),
+        ),
+        Headline(
+            f"refusals (80014), {calls_list} calls",
+            " / ".join(map(str, refusals)),
+            "do not grow with the number of calls",
+            met(not grows),
+        ),
+    ]
+    return Report(
+        name="rate_limit_pacing",
+        title="Rate-limit pacing",
+        headlines=headlines,
+        tables=[markdown_table(headers, rows)],
+        notes=notes,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
