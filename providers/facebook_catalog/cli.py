@@ -52,7 +52,49 @@ def _build_parser() -> argparse.ArgumentParser:
     from facebook_catalog.storage.setup_buckets import add_arguments as add_setup_buckets_arguments
 
     add_setup_buckets_arguments(setup_buckets)
+
+    rejections = sub.add_parser(
+        "rejections",
+        help="print a catalog's open rejections from its item ledger (CSV)",
+        description=(
+            "Print, as CSV, every item of the catalog's item ledger that is open as rejected (by "
+            "the feed or by Meta): id, outcome, reason, code, first seen, last seen, attempts and "
+            "next retry. Exit status: 0 on success (even with none open), 1 on any error."
+        ),
+    )
+    rejections.add_argument("--synced-bucket", required=True, help="bucket holding ledger/ and runs/")
+    rejections.add_argument("--catalog", required=True, help="the catalog id")
+    rejections.add_argument(
+        "--aws-conn-id", default="aws_default", help="Airflow AWS connection id (default: %(default)s)"
+    )
     return parser
+
+
+def _print_rejections(args: argparse.Namespace) -> int:
+    import csv
+
+    from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from facebook_catalog.storage.ledger_store import OPEN_REJECTIONS_COLUMNS, LedgerStore
+    from facebook_catalog.sync.changes import open_entries, open_rejection_rows
+
+    store = LedgerStore(S3Hook(aws_conn_id=args.aws_conn_id), args.synced_bucket, args.catalog)
+    try:
+        state = store.load()
+        rows = open_rejection_rows(open_entries(store, state).values())
+    except (ClientError, BotoCoreError, ValueError) as error:
+        print(f"fb-catalog rejections: error: {error}", file=sys.stderr)
+        return 1
+    writer = csv.writer(sys.stdout, lineterminator="\n")
+    writer.writerow(OPEN_REJECTIONS_COLUMNS)
+    writer.writerows(rows)
+    print(
+        f"{len(rows)} open rejections in s3://{args.synced_bucket}/{store.prefix}"
+        + ("" if state.etag else " (no item ledger yet)"),
+        file=sys.stderr,
+    )
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -70,6 +112,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         from facebook_catalog.storage.setup_buckets import run_from_args as run_setup_buckets
 
         return run_setup_buckets(args)
+    if args.command == "rejections":
+        return _print_rejections(args)
     parser.error(f"unknown command {args.command!r}")
     return 2  # pragma: no cover - parser.error exits
 

@@ -396,6 +396,10 @@ def test_the_execution_role_reaches_its_prefixes_metrics_topic_and_secret_and_no
         ("s3:PutObject", f"{synced}/runs/manual__1/report.json", {}),
         ("s3:GetObject", f"{synced}/runs/manual__1/report.json", {}),
         ("s3:ListBucket", synced, {}),
+        ("s3:GetObject", f"{synced}/ledger/1234/manifest.json", {}),
+        ("s3:PutObject", f"{synced}/ledger/1234/delta-x.bin", {}),
+        ("s3:DeleteObject", f"{synced}/ledger/1234/open-x.jsonl", {}),
+        ("s3:GetObject", f"{synced}/state/1234/item_hashes.bin", {}),
         ("s3:GetObject", f"arn:aws:s3:::{AIRFLOW}/dags/facebook_catalog_sync.py", {}),
         ("cloudwatch:PutMetricData", "*", {"cloudwatch:namespace": DEFAULT_NAMESPACE}),
         ("sns:Publish", topic_arn, {}),
@@ -412,6 +416,7 @@ def test_the_execution_role_reaches_its_prefixes_metrics_topic_and_secret_and_no
         ("s3:DeleteObject", f"{synced}/runs/manual__1/report.json", {}),
         ("s3:GetObject", f"{landing}/elsewhere/file.csv", {}),
         ("s3:PutObject", f"{synced}/elsewhere/file.json", {}),
+        ("s3:PutObject", f"{synced}/state/1234/item_hashes.bin", {}),
         ("s3:GetObject", "arn:aws:s3:::someone-elses-bucket/landing/x.csv", {}),
         ("s3:ListBucket", "arn:aws:s3:::someone-elses-bucket", {"s3:prefix": "landing/"}),
         ("s3:PutBucketPolicy", landing, {}),
@@ -442,7 +447,7 @@ def test_the_alarms_watch_published_metrics_and_notify_the_topic(storage_stack: 
     assert {alarm["MetricName"] for alarm in template_alarms} <= METRIC_NAMES
 
     alarms = {a["AlarmName"]: a for a in storage_stack.clients.cloudwatch.describe_alarms()["MetricAlarms"]}
-    assert len(alarms) == len(template_alarms) == 3
+    assert len(alarms) == len(template_alarms) == 5
     for alarm in alarms.values():
         assert alarm["Namespace"] == DEFAULT_NAMESPACE
         assert alarm["MetricName"] in METRIC_NAMES
@@ -468,6 +473,14 @@ def test_the_alarms_watch_published_metrics_and_notify_the_topic(storage_stack: 
         "GreaterThanThreshold",
         5.0,
     )
+    new = alarms[f"fbcatalog-{ENVIRONMENT}-new-rejections"]
+    assert (new["MetricName"], new["Statistic"], new["ComparisonOperator"], new["Threshold"]) == (
+        "NewRejections",
+        "Sum",
+        "GreaterThanOrEqualToThreshold",
+        1.0,
+    )
+    assert alarms[f"fbcatalog-{ENVIRONMENT}-open-rejections"]["MetricName"] == "OpenRejections"
     silent = alarms[f"fbcatalog-{ENVIRONMENT}-no-successful-sync"]
     assert silent["MetricName"] == "SyncSucceeded"
     assert silent["ComparisonOperator"] == "LessThanThreshold"

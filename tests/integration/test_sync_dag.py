@@ -21,6 +21,7 @@ import pytest
 
 from facebook_catalog.emulator import EmulatorConfig, EmulatorServer
 from facebook_catalog.storage.landing_zone import LandingZone
+from facebook_catalog.sync import ledger
 from tests.fixtures.airflow import DagRunResult
 from tests.fixtures.hostile import load_corpus
 
@@ -151,6 +152,10 @@ def test_two_files_overlapping_ids_later_values_win_and_both_are_archived(
         "calls": 1,
         "handles": 1,
         "throttled_retries": 0,
+        "rejections_open": 1,  # p5, rejected by the feed: open in the item ledger with its reason
+        "rejections_new": 0,
+        "rejections_closed": 0,
+        "rejections_retried": 0,
     }
     assert list(report["statuses"].values()) == ["finished"]
     # The payload is stored exactly as sent: same bytes as the emulator received.
@@ -382,8 +387,10 @@ def test_change_detection_sends_only_what_changed_and_retries_what_meta_rejected
     assert report["counts"]["items_confirmed"] == 2
     assert report["invalid_item_ids"] == ["p3"]
 
-    # The same hour again: p1 and p2 are unchanged; p3, which Meta rejected, is sent again.
+    # An hour later, the same rows again: p1 and p2 are unchanged; p3, which Meta rejected, is
+    # due for its first retry (after 1 h) and sent again.
     emulator.set_faults()
+    monkeypatch.setattr(ledger, "utc_now", lambda: int(time.time()) + 3600)
     put(s3, "landing/h1-again.csv", hour)
     second = run_dag(DAG_ID)
     assert second.state == "success", second.output[-3000:]
@@ -414,7 +421,8 @@ def test_change_detection_sends_only_what_changed_and_retries_what_meta_rejected
     fifth = run_dag(DAG_ID, {"full_sync": True})
     assert fifth.state == "success"
     assert report_of(s3, fifth.run_id)["counts"]["items_sent"] == 3
-    assert len(read(s3, s3.synced, f"state/{CATALOG}/item_hashes.bin")) == 28 + 16 * 3
+    manifest = json.loads(read(s3, s3.synced, f"ledger/{CATALOG}/manifest.json"))
+    assert manifest["items"] == 3
 
 
 @pytest.mark.parametrize("mode", ["hourly", "asset", "asset_or_hourly"])

@@ -97,8 +97,27 @@ def snapshot_landing(defaults: dict[str, Any], params: dict[str, Any] | None = N
     snapshot = take_snapshot(_landing_zone(settings), settings)
     if not snapshot.objects:
         where = f"s3://{settings['landing_bucket']}/{settings['landing_prefix']}"
-        raise AirflowSkipException(f"Nothing to sync: no files under {where}. No Graph API call was made.")
+        waiting = _retries_waiting(settings)
+        if not waiting:
+            raise AirflowSkipException(
+                f"Nothing to sync: no files under {where}. No Graph API call was made."
+            )
+        log.info("No files under %s, but %d open rejections are due to be re-sent", where, waiting)
     return snapshot.to_dict()
+
+
+def _retries_waiting(settings: Mapping[str, Any]) -> int:
+    """Open rejections of the catalog's item ledger due to be re-sent now."""
+    from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+
+    from facebook_catalog.storage.ledger_store import LedgerStore
+    from facebook_catalog.sync.changes import retries_waiting
+
+    catalog_id = _catalog_id(settings)
+    if catalog_id == "unknown":
+        return 0
+    store = LedgerStore(S3Hook(aws_conn_id=settings["aws_conn_id"]), settings["synced_bucket"], catalog_id)
+    return retries_waiting(store, retry_rejected=bool(settings["retry_rejected"]))
 
 
 def archive_snapshot(snapshot: dict[str, Any], summary: dict[str, Any]) -> dict[str, Any]:
@@ -108,9 +127,19 @@ def archive_snapshot(snapshot: dict[str, Any], summary: dict[str, Any]) -> dict[
 
     taken = LandingSnapshot.from_dict(snapshot)
     result = archive(_landing_zone(taken.settings), taken, summary.get("files") or [])
-    failure = result.quarantine_message()
-    if failure:
-        raise AirflowFailException(failure)
+    # Every row is accounted for (confirmed, or open in the item ledger with its reason): the
+    # files are archived, and then the run fails so someone looks.
+    failures = [f for f in (result.quarantine_message(), summary.get("rejection_failure")) if f]
+    if failures:
+        raise AirflowFailException(
+            "\n".join(failures)
+            + (
+                ""
+                if not summary.get("rejection_failure")
+                else "\nThe snapshot's files were archived; the rejected items are open in the item ledger "
+                "(open_rejections.csv) and are retried on their schedule."
+            )
+        )
     return result.to_dict()
 
 
@@ -196,6 +225,8 @@ def catalog_sync_dag(dag_id: str = DAG_ID, schedule: Any = None, **settings: Any
             task_id=SYNC_TASK,
             s3_keys="{{ ti.xcom_pull(task_ids='" + SNAPSHOT_TASK + "')['keys'] }}",
             **{argument: _from_snapshot(argument) for argument in SYNC_OPERATOR_ARGUMENTS},  # type: ignore[arg-type]
+            # Too many new rejections fail the run in archive_snapshot, after the files moved.
+            rejections_fail_task=False,
         )
         archived = task(archive_snapshot)(snapshot, sync.output)  # type: ignore[arg-type]
         summary = teardown(publish_run_summary)(defaults=settings)

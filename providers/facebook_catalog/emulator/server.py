@@ -151,6 +151,7 @@ class EmulatorServer:
         error_handles_next: int = 0,
         stuck_handles_next: int = 0,
         reject_item_ids: tuple[str, ...] | list[str] = (),
+        reject_items_where: dict[str, str] | None = None,
         seed: int | None = None,
     ) -> None:
         """Replace the fault plan; options not given are cleared."""
@@ -164,6 +165,7 @@ class EmulatorServer:
                 error_handles_next=error_handles_next,
                 stuck_handles_next=stuck_handles_next,
                 reject_item_ids=tuple(reject_item_ids),
+                reject_items_where=dict(reject_items_where or {}),
                 seed=seed,
             )
         )

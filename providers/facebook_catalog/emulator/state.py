@@ -55,6 +55,9 @@ class FaultPlan:
     # Items Meta would reject for reasons the feed cannot see (policy, catalog settings): they
     # come back as batch errors and in ids_of_invalid_requests, and are not saved.
     reject_item_ids: tuple[str, ...] = ()
+    # The same by rule: an item is rejected when a field's value contains the given text (case
+    # ignored), e.g. {"title": "forbidden"}, so a fixed row is accepted again.
+    reject_items_where: dict[str, str] = dataclasses.field(default_factory=dict)
     seed: int | None = None
 
     def __post_init__(self) -> None:
@@ -77,6 +80,10 @@ class FaultPlan:
         if isinstance(self.reject_item_ids, str) or not all(isinstance(i, str) for i in self.reject_item_ids):
             raise ValueError(f"reject_item_ids must be a list of item ids, got {self.reject_item_ids!r}")
         self.reject_item_ids = tuple(self.reject_item_ids)
+        rules = self.reject_items_where
+        if not isinstance(rules, Mapping) or not all(isinstance(v, str) for v in rules.values()):
+            raise ValueError(f"reject_items_where must map field names to text, got {rules!r}")
+        self.reject_items_where = {str(k): v.lower() for k, v in rules.items()}
         if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, int)):
             raise ValueError(f"seed must be an integer or null, got {self.seed!r}")
 
@@ -345,6 +352,7 @@ class EmulatorState:
             self._settle(now)
             projection = self._projection(catalog_id)
             rejected_ids = frozenset(self._faults.reject_item_ids)
+            rules = self._faults.reject_items_where
             records = list(records)
             plain = plain_records(records)
             verdicts: list[ItemVerdict] = []
@@ -357,6 +365,12 @@ class EmulatorState:
                 )
                 if rejected_ids and verdict.retailer_id in rejected_ids:
                     verdict.errors.append("(#10800) This product was rejected by Meta's review (injected)")
+                elif rules and any(
+                    text in str((data or {}).get(name, "")).lower() for name, text in rules.items()
+                ):
+                    verdict.errors.append(
+                        "(#10801) This product does not meet Meta's commerce policies (injected)"
+                    )
                 verdicts.append(verdict)
                 if verdict.is_valid:
                     any_valid = True

@@ -273,6 +273,8 @@ class S3FeedRead:
         self.rejected_rows_path = os.path.join(directory, "rejected_rows.csv")
         self.rejected_rows = 0
         self.rejection_samples: list[str] = []
+        #: (item id, reason) of rejected rows whose id could be read, the first reason of each.
+        self.rejected_items: dict[str, str] = {}
         self.warning_samples: list[str] = []
         self.duplicates = 0
         self.files: list[dict[str, Any]] = []
@@ -338,6 +340,8 @@ class S3FeedRead:
                 elif isinstance(event, Rejection):
                     # Recorded for an unreadable file too: the row is bad anyway.
                     rejected.write(event)
+                    if event.item_id and error is None:
+                        self.rejected_items.setdefault(event.item_id, event.message())
                     if len(self.rejection_samples) < MAX_MESSAGE_SAMPLES:
                         self.rejection_samples.append(event.message())
                 elif len(self.warning_samples) < MAX_MESSAGE_SAMPLES:
@@ -361,6 +365,18 @@ class S3FeedRead:
                 "error": error,
             }
         )
+
+    def id_hashes(self, max_rows: int) -> list[int] | None:
+        """The id hash of every row of the readable files (their ids read again from the local
+        copies), or None when the snapshot has more than ``max_rows`` rows. Call between
+        :meth:`scan` and :meth:`items`."""
+        if sum(len(flags) for flags in self._repeated) > max_rows:
+            return None
+        hashes: list[int] = []
+        for number, path in enumerate(self._paths):
+            if self._scan_errors[number] is None:
+                hashes.extend(id_hash(i) for _, i in read_feed_file_ids(path, source=self._source(number)))
+        return hashes
 
     @property
     def items_to_send(self) -> int:

@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from airflow.sdk import Context
 
     from facebook_catalog.feed.spool import S3FeedRead, SpooledItem
+    from facebook_catalog.storage.ledger_store import LedgerStore
     from facebook_catalog.storage.run_records import RunRecords
     from facebook_catalog.sync.changes import ChangeTracking
 
@@ -41,6 +42,10 @@ DEFERRAL_GRACE = timedelta(minutes=5)
 DEFAULT_TIMEOUT = timedelta(hours=3)
 #: What the operator submitted before it deferred (a Submission), kept for execute_complete.
 SUBMISSION_XCOM_KEY = "facebook_catalog_submission"
+#: Up to this many rows, a run reads only the ledger blocks its ids fall in; beyond, all of it.
+SPARSE_LEDGER_ROWS = 200_000
+#: The ledger's lease outlives the wait's deadline by this much, so a crashed run frees it.
+LEASE_GRACE = timedelta(minutes=10)
 
 __all__ = [
     "CATALOG_ID_XCOM_KEY",
@@ -94,6 +99,12 @@ class FacebookCatalogItemsBatchOperator(BaseOperator):
         sent again next run.
     :param full_sync: send every item regardless of the state, e.g. for a weekly reconciliation
         (templated).
+    :param retry_rejected: re-send every open rejection of the item ledger now (templated).
+    :param retry_hours: hours after each rejection by Meta before the item is re-sent from its
+        stored payload, e.g. "1,6,24"; after the last, it stays open without retries (templated).
+    :param rejections_fail_task: whether too many new rejections (over ``max_error_ratio``)
+        fail this task. The sync DAG passes False: it archives the accounted files first, then
+        fails the run.
     :param max_requests_per_call: at most 5,000 (Meta's limit).
     :param max_payload_bytes: byte limit of one call's ``requests`` field.
     :param graph_api_retry_policy: how Graph API calls retry transient errors and throttling.
@@ -116,6 +127,8 @@ class FacebookCatalogItemsBatchOperator(BaseOperator):
         "records_prefix",
         "graph_api_retry_policy",
         "full_sync",
+        "retry_rejected",
+        "retry_hours",
     )
     template_fields_renderers = {"items": "json"}
     operator_extra_links = (FacebookCatalogLink(),)
@@ -139,6 +152,9 @@ class FacebookCatalogItemsBatchOperator(BaseOperator):
         records_prefix: str = "runs/",
         detect_changes: bool = True,
         full_sync: bool | str = False,
+        retry_rejected: bool | str = False,
+        retry_hours: str | Sequence[float] = "1,6,24",
+        rejections_fail_task: bool = True,
         max_requests_per_call: int = MAX_REQUESTS_PER_CALL,
         max_payload_bytes: int = MAX_PAYLOAD_BYTES,
         graph_api_retry_policy: GraphApiRetryPolicy | Mapping[str, Any] | str | None = None,
@@ -161,6 +177,9 @@ class FacebookCatalogItemsBatchOperator(BaseOperator):
         self.records_prefix = records_prefix
         self.detect_changes = detect_changes
         self.full_sync = full_sync
+        self.retry_rejected = retry_rejected
+        self.retry_hours = retry_hours
+        self.rejections_fail_task = rejections_fail_task
         self.max_requests_per_call = max_requests_per_call
         self.max_payload_bytes = max_payload_bytes
         self.graph_api_retry_policy = graph_api_retry_policy
@@ -193,10 +212,22 @@ class FacebookCatalogItemsBatchOperator(BaseOperator):
         context["ti"].xcom_push(key=CATALOG_ID_XCOM_KEY, value=catalog_id)
         records = self._records(context)
         submission = Submission(catalog_id=catalog_id, started_at=started.isoformat())
+        store = self._ledger_store(catalog_id)
+        if store is not None:
+            from facebook_catalog.sync import ledger
+
+            # Held until the outcome is recorded; a second run on the catalog fails clearly.
+            store.acquire_lease(
+                context["run_id"],
+                ledger.utc_now(),
+                (wait.timeout + DEFERRAL_GRACE + LEASE_GRACE).total_seconds(),
+            )
         try:
             self._submit(submission, records, started)
         except Exception as error:
             self._write_report(context, Outcome(submission), failure=str(error))
+            if store is not None:
+                store.release_lease(context["run_id"])
             raise
         if submission.calls == 0:
             self.log.info("Nothing to send: no items and no CSV rows. No Graph API call was made.")
@@ -234,7 +265,7 @@ class FacebookCatalogItemsBatchOperator(BaseOperator):
         """Read the snapshot and post its items (and the given ones), filling in ``submission``."""
         with tempfile.TemporaryDirectory(prefix="fb-catalog-") as workdir:
             feed = self._read_feed(workdir)
-            changes = self._change_tracking(str(submission.catalog_id))
+            changes = self._change_tracking(str(submission.catalog_id), feed)
             # Download and the ids pass; the feed rules then run while calls are in flight.
             submission.seconds_reading = round((_now() - started).total_seconds(), 3)
             posting_started = _now()
@@ -257,7 +288,7 @@ class FacebookCatalogItemsBatchOperator(BaseOperator):
                     feed.close()
             self._record_feed(submission, feed, records)
         if changes is not None:
-            changes.record(submission, records)
+            changes.record(submission, records, feed.rejected_items.items() if feed is not None else ())
         submission.posted_at = _now().isoformat()
         submission.seconds_posting = round((_now() - posting_started).total_seconds(), 3)
 
@@ -315,17 +346,34 @@ class FacebookCatalogItemsBatchOperator(BaseOperator):
         if records is not None and feed.rejected_rows:
             submission.records["rejected_rows"] = records.put_rejected_rows_file(feed.rejected_rows_path)
 
-    def _item_hash_store(self, catalog_id: str) -> Any:
-        from facebook_catalog.storage.state_store import ItemHashStore
-
-        return ItemHashStore(self.s3_hook, str(self.records_bucket), catalog_id)
-
-    def _change_tracking(self, catalog_id: str) -> ChangeTracking | None:
+    def _ledger_store(self, catalog_id: str) -> LedgerStore | None:
         if not (self.records_bucket and self.detect_changes):
             return None
+        from facebook_catalog.storage.ledger_store import LedgerStore
+
+        return LedgerStore(self.s3_hook, str(self.records_bucket), catalog_id)
+
+    def _retry_schedule(self) -> Any:
+        from facebook_catalog.sync.ledger import RetrySchedule, parse_retry_hours
+
+        return RetrySchedule(parse_retry_hours(self.retry_hours))
+
+    def _change_tracking(self, catalog_id: str, feed: S3FeedRead | None) -> ChangeTracking | None:
+        store = self._ledger_store(catalog_id)
+        if store is None:
+            return None
+        from facebook_catalog.feed.change_detection import id_hash
         from facebook_catalog.sync.changes import ChangeTracking
 
-        return ChangeTracking.load(self._item_hash_store(catalog_id), parse_bool(self.full_sync, "full_sync"))
+        given = [id_hash(str(item_fields(fields)["id"])) for fields in self.items or [] if fields.get("id")]
+        from_feed = feed.id_hashes(SPARSE_LEDGER_ROWS) if feed is not None else []
+        id_hashes = None if from_feed is None or len(given) > SPARSE_LEDGER_ROWS else given + from_feed
+        return ChangeTracking.load(
+            store,
+            full_sync=parse_bool(self.full_sync, "full_sync"),
+            retry_rejected=parse_bool(self.retry_rejected, "retry_rejected"),
+            id_hashes=id_hashes,
+        )
 
     def _item_requests(
         self, feed: S3FeedRead | None, changes: ChangeTracking | None
@@ -339,6 +387,9 @@ class FacebookCatalogItemsBatchOperator(BaseOperator):
         for item in itertools.chain(given, from_feed):
             if changes is None or changes.should_send(item.id_hash, item.content_hash):
                 yield item.item_id, item.request
+        if changes is not None:  # open rejections due again, from their stored payloads
+            for retry in changes.retries():
+                yield retry.item_id, retry.request
 
     # ------------------------------------------------------------------ completion
     def execute_complete(self, context: Context, event: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
@@ -350,21 +401,21 @@ class FacebookCatalogItemsBatchOperator(BaseOperator):
     def _complete(self, context: Context, submission: Submission, event: Mapping[str, Any]) -> dict[str, Any]:
         max_error_ratio = self._wait_settings().max_error_ratio
         outcome = Outcome(submission, event)
-        if self.records_bucket and submission.catalog_id:
-            from facebook_catalog.sync.changes import record_confirmed_items
-
-            records = self._records(context)
-            if records is not None:
-                record_confirmed_items(
-                    self._item_hash_store(submission.catalog_id), records, submission, outcome.batches
-                )
+        store = self._ledger_store(submission.catalog_id) if submission.catalog_id else None
+        try:
+            ledger_failure = self._record_ledger(context, store, submission, outcome)
+        finally:
+            if store is not None:
+                store.release_lease(context["run_id"])
         summary = outcome.summary()
-        failure = outcome.failure(max_error_ratio)
+        failure = ledger_failure or outcome.failure(max_error_ratio)
         report_key = self._write_report(context, outcome, failure=failure)
         if report_key:
             summary["report"] = f"s3://{self.records_bucket}/{report_key}"
-        if failure:
+        if failure and (ledger_failure or outcome.systemic_failure() or self.rejections_fail_task):
             raise FacebookCatalogBatchError(failure)
+        # Too many new rejections, but every item accounted for: the DAG archives, then fails.
+        summary["rejection_failure"] = failure
         self.log.info(
             "Meta finished %d batches: %d items sent, %d rejected, %d warnings",
             len(outcome.batches),
@@ -373,6 +424,32 @@ class FacebookCatalogItemsBatchOperator(BaseOperator):
             summary["warnings_total_count"],
         )
         return summary
+
+    def _record_ledger(
+        self, context: Context, store: LedgerStore | None, submission: Submission, outcome: Outcome
+    ) -> str | None:
+        """Record Meta's answer in the item ledger; why the run fails when it cannot be."""
+        records = self._records(context)
+        if store is None or records is None:
+            return None
+        from facebook_catalog.sync.changes import record_outcomes
+
+        try:
+            record_outcomes(
+                store,
+                records,
+                submission,
+                outcome.batches,
+                schedule=self._retry_schedule(),
+                run_id=context["run_id"],
+            )
+        except Exception as error:
+            self.log.exception("Could not write the item ledger")
+            return (
+                f"Could not write the item ledger of catalog {submission.catalog_id} ({error}). "
+                "The snapshot's files stay in landing and the next run sends their items again."
+            )
+        return None
 
     def resume_execution(self, next_method: str, next_kwargs: dict[str, Any] | None, context: Context) -> Any:
         try:
@@ -387,6 +464,10 @@ class FacebookCatalogItemsBatchOperator(BaseOperator):
                 "accepted the items_batch calls; nothing is archived and the next run sends them again."
             )
             self._write_report(context, Outcome(Submission()), failure=failure)
+            catalog_id = self.hook.settings.catalog_id
+            store = self._ledger_store(catalog_id) if catalog_id else None
+            if store is not None:
+                store.release_lease(context["run_id"])
             raise FacebookCatalogBatchError(failure) from exc
 
     def _write_report(self, context: Context, outcome: Outcome, *, failure: str | None) -> str | None:

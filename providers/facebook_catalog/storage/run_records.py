@@ -88,6 +88,10 @@ class RunRecords:
     def get_sent_hashes(self) -> bytes | None:
         return self.get(SENT_HASHES_NAME)
 
+    def put_record(self, name: str, body: bytes) -> str:
+        """Any other record of the run (JSON), by name."""
+        return self._put(name, body, "application/json")
+
     def load_report(self) -> dict[str, Any] | None:
         """The run's report.json: None when the run wrote none, or when what is there is not a
         JSON object (logged: the run is then reported without it)."""

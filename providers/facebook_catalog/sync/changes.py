@@ -1,103 +1,179 @@
-"""Change tracking: which items a run skips as unchanged, and which sent items Meta confirmed.
+"""Change tracking over the item ledger: which items a run sends, and what Meta's answer records.
 
-The rules (README, "Change detection"):
+The rules are :mod:`facebook_catalog.sync.ledger`'s (README, "Change detection and the item
+ledger"):
 
-* An item whose normalized fields hash to what Meta last confirmed for the catalog is not sent
+* An item whose normalized fields hash to what Meta last confirmed is not sent
   (``items_unchanged``), unless the run is a ``full_sync``.
-* Only items Meta confirmed update the state: their call got a handle, the handle ``finished``,
-  and the item's id is not among the handle's invalid ones. A handle whose invalid-id list may
-  have been cut short confirms nothing. So a rejected item, or one whose batch did not finish,
-  is sent again next run.
+* Open rejections are re-sent on their backoff schedule, or all at once with ``retry_rejected``.
+* Only items Meta confirmed update the confirmed state: their call got a handle, the handle
+  ``finished``, and the item's id is not among the handle's invalid ones. A handle whose
+  invalid-id list may have been cut short confirms nothing (its items become pending).
+* Writing the ledger is part of accounting for the snapshot: if it fails, the run fails and
+  its files stay in landing.
 
-The state store and the run's records are passed in (:mod:`facebook_catalog.storage`).
+The ledger store and the run's records are passed in (:mod:`facebook_catalog.storage`).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
+
+import orjson
 
 from facebook_catalog.feed.change_detection import ItemHashes, SentHashes, id_hash
 from facebook_catalog.hooks.graph_api import MAX_INVALID_IDS
+from facebook_catalog.storage.ledger_store import LedgerState, pack_times
+from facebook_catalog.sync import ledger
+from facebook_catalog.sync.ledger import (
+    ItemToSend,
+    LedgerCounts,
+    LedgerEntry,
+    LedgerRun,
+    RetrySchedule,
+    RunAnswer,
+    settle_run,
+)
 
 if TYPE_CHECKING:
+    from facebook_catalog.storage.ledger_store import LedgerStore
     from facebook_catalog.storage.run_records import RunRecords
-    from facebook_catalog.storage.state_store import ItemHashStore
     from facebook_catalog.sync.outcome import Submission
 
 log = logging.getLogger(__name__)
 
+#: The run's notes for the ledger, kept in its records between posting and Meta's answer.
+LEDGER_RUN_RECORD = "ledger_run.json"
+
+
+def open_ledger(store: LedgerStore, now: int) -> LedgerState:
+    """The catalog's ledger; on the first run, the old ``item_hashes.bin`` migrated into it."""
+    state = store.load()
+    if state.etag is None:
+        legacy = store.legacy_state()
+        if legacy is not None:
+            old = ItemHashes.from_bytes(legacy)
+            state = store.migrate(old.ids, old.hashes, now)
+    return state
+
+
+def open_entries(store: LedgerStore, state: LedgerState) -> dict[int, LedgerEntry]:
+    entries = (LedgerEntry.from_dict(row) for row in store.open_rows(state.manifest))
+    return {e.id_hash: e for e in entries}
+
+
+def retries_waiting(store: LedgerStore, *, retry_rejected: bool, now: int | None = None) -> int:
+    """How many open entries a run would re-send from their payload now (all of them with
+    ``retry_rejected``): with any, a run has work even when landing is empty."""
+    now = ledger.utc_now() if now is None else now
+    state = store.load()
+    if state.etag is None:
+        return 0
+    return sum(
+        1
+        for e in open_entries(store, state).values()
+        if e.payload is not None and (retry_rejected or e.due(now))
+    )
+
 
 class ChangeTracking:
-    """Per run: the confirmed state, which items are skipped as unchanged, and what was sent."""
+    """Per run: the ledger's view of the items it may send, and what it sent."""
 
-    def __init__(self, state: ItemHashes, full_sync: bool) -> None:
-        self.state = state
-        self.full_sync = full_sync
-        self.sent = SentHashes()
-        self.unchanged = 0
+    def __init__(self, run: LedgerRun, items_known: int, mode: str) -> None:
+        self.run = run
+        self.items_known = items_known
+        self.mode = mode
+
+    @property
+    def full_sync(self) -> bool:
+        return self.run.full_sync
+
+    @property
+    def sent(self) -> SentHashes:
+        return self.run.sent
+
+    @property
+    def unchanged(self) -> int:
+        return self.run.unchanged
 
     @classmethod
-    def load(cls, store: ItemHashStore, full_sync: bool) -> ChangeTracking:
-        data = store.load()
-        tracking = cls(ItemHashes.from_bytes(data) if data else ItemHashes(), full_sync)
+    def load(
+        cls,
+        store: LedgerStore,
+        *,
+        full_sync: bool,
+        retry_rejected: bool = False,
+        id_hashes: Iterable[int] | None = None,
+        now: int | None = None,
+    ) -> ChangeTracking:
+        """The ledger as the run needs it. ``id_hashes`` are the ids it may send; with them only
+        the base's blocks they fall in are read, else (None) the whole base is streamed."""
+        now = ledger.utc_now() if now is None else now
+        state = open_ledger(store, now)
+        manifest = state.manifest
+        deltas = store.delta_records(manifest)
+        wanted = None if id_hashes is None else sorted(set(id_hashes))
+        found = store.lookup(manifest, wanted) if wanted is not None else None
+        if found is None:
+            hashes = ItemHashes()
+            for values in store.base_chunks(manifest):
+                hashes.ids.extend(values[0::3])
+                hashes.hashes.extend(values[1::3])
+            if deltas:
+                hashes = hashes.merged((h, record[0]) for h, record in deltas.items())
+            confirmed: Callable[[int], int | None] = hashes.get
+            mode = "full"
+        else:
+            assert wanted is not None
+            found.update({h: deltas[h] for h in wanted if h in deltas})
+            confirmed_hashes = {h: record[0] for h, record in found.items()}
+            confirmed, mode = confirmed_hashes.get, "sparse"
+        run = LedgerRun(
+            confirmed, open_entries(store, state), full_sync=full_sync, retry_rejected=retry_rejected, now=now
+        )
         log.info(
-            "Change detection: %d items confirmed so far (s3://%s/%s)%s",
-            len(tracking.state),
+            "Item ledger: %d items confirmed so far, %d open (s3://%s/%s; %s read)%s",
+            manifest.items,
+            len(run.open),
             store.bucket,
-            store.key,
+            store.prefix,
+            mode,
             "; full_sync: every item is sent" if full_sync else "",
         )
-        return tracking
+        return cls(run, manifest.items, mode)
 
     def should_send(self, item_id_hash: int, item_hash: int) -> bool:
-        if not self.full_sync and self.state.get(item_id_hash) == item_hash:
-            self.unchanged += 1
-            return False
-        self.sent.ids.append(item_id_hash)
-        self.sent.hashes.append(item_hash)
-        return True
+        return self.run.should_send(item_id_hash, item_hash)
+
+    def retries(self) -> Iterator[ItemToSend]:
+        return self.run.retries()
 
     def summary(self) -> dict[str, Any]:
-        return {
-            "full_sync": self.full_sync,
-            "items_known": len(self.state),
-            "items_unchanged": self.unchanged,
-        }
+        return {**self.run.summary(self.items_known), "ledger_read": self.mode}
 
-    def record(self, submission: Submission, records: RunRecords | None) -> None:
-        """Put the tracking's figures into the submission, and what was sent into the records."""
+    def record(
+        self,
+        submission: Submission,
+        records: RunRecords | None,
+        feed_rejections: Iterable[tuple[str, str]] = (),
+    ) -> None:
+        """Put the tracking's figures into the submission, and what the ledger needs after
+        Meta's answer into the run's records."""
         submission.counts["items_unchanged"] = self.unchanged
         submission.change_detection = self.summary()
-        if records is not None and self.sent.ids:
+        if records is None:
+            return
+        if self.sent.ids:
             submission.records["sent_item_hashes"] = records.put_sent_hashes(self.sent.to_bytes())
-
-
-def confirmed_updates(
-    sent: SentHashes,
-    calls: list[tuple[str | None, int]],
-    final_statuses: Mapping[str, str],
-    invalid_ids_by_handle: Mapping[str, tuple[list[str], bool]],
-) -> list[tuple[int, int]]:
-    """The sent items Meta confirmed, as (id hash, content hash) pairs (the rule above).
-
-    ``calls`` lists, in sending order, each call's handle (None when Meta ingested nothing) and
-    how many of the sent items it carried; ``invalid_ids_by_handle`` gives each handle's invalid
-    ids and whether that list is complete.
-    """
-    updates: list[tuple[int, int]] = []
-    start = 0
-    for handle, count in calls:
-        end = start + count
-        invalid, complete = invalid_ids_by_handle.get(handle or "", ([], True))
-        if handle and final_statuses.get(handle) == "finished" and complete:
-            rejected = {id_hash(i) for i in invalid}
-            updates.extend(
-                (sent.ids[k], sent.hashes[k]) for k in range(start, end) if sent.ids[k] not in rejected
-            )
-        start = end
-    return updates
+        notes = {
+            "superseded": sorted(self.run.superseded),
+            "retried": sorted(self.run.retried),
+            "feed_rejections": list(feed_rejections),
+        }
+        submission.records["ledger_run"] = records.put_record(LEDGER_RUN_RECORD, orjson.dumps(notes))
 
 
 def invalid_ids_by_handle(batches: list[dict[str, Any]]) -> dict[str, tuple[list[str], bool]]:
@@ -111,29 +187,139 @@ def invalid_ids_by_handle(batches: list[dict[str, Any]]) -> dict[str, tuple[list
     return result
 
 
-def record_confirmed_items(
-    store: ItemHashStore, records: RunRecords, submission: Submission, batches: list[dict[str, Any]]
-) -> None:
-    """Add what Meta confirmed to the catalog's state. On any failure the items are simply sent
-    again next run, so a failure here is logged and never fails the run."""
-    if not submission.change_detection or not submission.records.get("sent_item_hashes"):
-        return
+def meta_messages(batches: list[dict[str, Any]], validation_samples: Iterable[Any]) -> dict[str, str]:
+    """Item id -> Meta's first message about it, from the batches' error samples and the
+    calls' validation statuses."""
+    messages: dict[str, str] = {}
+    for batch in batches:
+        for error in batch.get("errors") or []:
+            if error.get("id") is not None:
+                messages.setdefault(str(error["id"]), str(error.get("message") or ""))
+    for sample in validation_samples:
+        if isinstance(sample, Mapping) and sample.get("retailer_id") is not None:
+            errors = sample.get("errors") or []
+            text = "; ".join(str(e.get("message", e)) if isinstance(e, Mapping) else str(e) for e in errors)
+            messages.setdefault(str(sample["retailer_id"]), text)
+    return messages
+
+
+def stored_payloads(records: RunRecords) -> Any:
+    """Reads the requests of the named items from the run's stored payloads (one per call)."""
+
+    def payloads(calls: set[int], wanted: set[int]) -> dict[int, tuple[str, str]]:
+        found: dict[int, tuple[str, str]] = {}
+        for number in sorted(calls):
+            data = records.get(records.payload_name(number))
+            if data is None:
+                log.warning("The run's payload %s is missing; its rejected items keep no payload", number)
+                continue
+            for request in orjson.loads(data):
+                item_id = str((request.get("data") or {}).get("id", ""))
+                key = id_hash(item_id)
+                if key in wanted:
+                    found[key] = (item_id, orjson.dumps(request).decode("utf-8"))
+        return found
+
+    return payloads
+
+
+def record_outcomes(
+    store: LedgerStore,
+    records: RunRecords,
+    submission: Submission,
+    batches: list[dict[str, Any]],
+    *,
+    schedule: RetrySchedule,
+    run_id: str,
+    now: int | None = None,
+) -> LedgerCounts | None:
+    """Write what Meta answered into the ledger (the rules above) and ``open_rejections.csv``;
+    the run's ledger counts. Raises when the ledger cannot be written: the run's files then stay
+    in landing and its items are sent again."""
+    if not submission.change_detection:
+        return None
+    now = ledger.utc_now() if now is None else now
+    sent_bytes = records.get_sent_hashes() if submission.records.get("sent_item_hashes") else None
+    sent = SentHashes.from_bytes(sent_bytes) if sent_bytes else SentHashes()
+    notes_bytes = records.get(LEDGER_RUN_RECORD)
+    notes = orjson.loads(notes_bytes) if notes_bytes else {}
+    state = open_ledger(store, now)
+    before = open_entries(store, state)
+    answer = RunAnswer(
+        calls=[(h, int(n)) for h, n in submission.call_handles],
+        statuses={b["handle"]: b["status"] for b in batches},
+        invalid_ids=invalid_ids_by_handle(batches),
+        messages=meta_messages(batches, submission.validation_samples),
+    )
+    update = settle_run(
+        before,
+        sent,
+        answer,
+        payloads=stored_payloads(records),
+        feed_rejections=[tuple(r) for r in notes.get("feed_rejections") or []],
+        superseded=notes.get("superseded") or [],
+        retried=notes.get("retried") or [],
+        schedule=schedule,
+        now=now,
+    )
+    confirmed = {c.id_hash: (c.content_hash, pack_times(c.first_seen, c.last_seen)) for c in update.confirmed}
+    known = store.lookup(state.manifest, sorted(confirmed)) if confirmed else {}
+    deltas = store.delta_records(state.manifest) if confirmed else {}
+    new_items = (
+        sum(1 for h in confirmed if not (known and h in known) and h not in deltas)
+        if known is not None
+        else 0
+    )
+    state = store.commit(
+        state,
+        confirmed,
+        (e.to_dict() for e in update.open_entries.values()),
+        new_items=new_items,
+        run_id=run_id,
+        now=now,
+    )
+    submission.counts["items_confirmed"] = len(update.confirmed)
+    submission.counts.update(update.counts.to_dict())
+    submission.records["new_rejections"] = ",".join(update.new_rejections[:20])
     try:
-        sent_bytes = records.get_sent_hashes()
-        if sent_bytes is None:
-            log.warning("No record of the sent items: change detection state not updated")
-            return
-        updates = confirmed_updates(
-            SentHashes.from_bytes(sent_bytes),
-            [(h, int(n)) for h, n in submission.call_handles],
-            {b["handle"]: b["status"] for b in batches},
-            invalid_ids_by_handle(batches),
+        submission.records["open_rejections"] = store.put_open_rejections(
+            open_rejection_rows(update.open_entries.values())
         )
-        current = store.load()
-        state = ItemHashes.from_bytes(current) if current else ItemHashes()
-        if updates:
-            store.save(state.merged(updates).to_bytes())
-        submission.counts["items_confirmed"] = len(updates)
-        log.info("Change detection: Meta confirmed %d items; state updated", len(updates))
     except Exception:
-        log.exception("Could not update the change-detection state; those items will be sent again")
+        log.exception("Could not write open_rejections.csv; the ledger itself was written")
+    if store.needs_compaction(state.manifest):
+        try:
+            store.compact(state, run_id=run_id, now=now)
+        except Exception:
+            log.exception("Compacting the ledger failed; the deltas stay and the next run tries again")
+    log.info(
+        "Item ledger: Meta confirmed %d items; open rejections %d (new %d, closed %d, retried %d)",
+        len(update.confirmed),
+        update.counts.rejections_open,
+        update.counts.rejections_new,
+        update.counts.rejections_closed,
+        update.counts.rejections_retried,
+    )
+    return update.counts
+
+
+def _iso(epoch: int | None) -> str:
+    return datetime.fromtimestamp(epoch, timezone.utc).isoformat() if epoch else ""
+
+
+def open_rejection_rows(entries: Iterable[LedgerEntry]) -> list[tuple[Any, ...]]:
+    """The rows of ``open_rejections.csv``: every open entry but pending ones, oldest first."""
+    return [
+        (
+            e.item_id,
+            e.outcome,
+            e.message,
+            e.code or "",
+            _iso(e.first_seen),
+            _iso(e.last_seen),
+            e.attempts,
+            _iso(e.next_retry),
+        )
+        for e in sorted(entries, key=lambda e: (e.first_seen, e.item_id))
+        if e.outcome != "pending"
+    ]

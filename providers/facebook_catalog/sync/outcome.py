@@ -58,6 +58,11 @@ RUN_COUNTS: tuple[RunCount, ...] = (
     RunCount("calls", None, None),
     RunCount("handles", "batch handles", "BatchHandles"),
     RunCount("throttled_retries", "throttled retries", "ThrottledRetries"),
+    # The item ledger (README, "Change detection and the item ledger"): after the run.
+    RunCount("rejections_open", "open rejections", "OpenRejections"),
+    RunCount("rejections_new", "new rejections", "NewRejections"),
+    RunCount("rejections_closed", "rejections closed", "ClosedRejections"),
+    RunCount("rejections_retried", "rejections retried", "RetriedRejections"),
 )
 #: The counts that reading the feed produces (the rest come from posting and from Meta).
 READ_COUNTS: tuple[str, ...] = (
@@ -154,8 +159,13 @@ class Outcome:
         return {b["handle"]: b["status"] for b in self.batches}
 
     def failure(self, max_error_ratio: float) -> str | None:
-        """Why the run fails, or None: the wait failed, a batch ended ``error`` or ``canceled``, or
-        Meta rejected more than ``max_error_ratio`` of the items sent."""
+        """Why the run fails, or None: a systemic failure (:meth:`systemic_failure`), or too many
+        rejections (:meth:`rejection_failure`)."""
+        return self.systemic_failure() or self.rejection_failure(max_error_ratio)
+
+    def systemic_failure(self) -> str | None:
+        """The wait failed, or a batch ended ``error`` or ``canceled``: the snapshot's items are
+        not accounted for, so its files stay in landing."""
         batches = self.batches
         if self.event.get("status") != "success":
             reason, message = self.event.get("reason"), self.event.get("message")
@@ -168,13 +178,22 @@ class Outcome:
                 + ". Items of these batches may not have been applied; the next run sends them again."
                 + _samples_text(failed)
             )
+        return None
+
+    def rejection_failure(self, max_error_ratio: float) -> str | None:
+        """Meta rejected more than ``max_error_ratio`` of the items sent. With the item ledger,
+        only new rejections count: an item already open as rejected, re-sent and rejected again
+        with the same content, is not new (README, "Change detection and the item ledger")."""
         items_sent = self.submission.items_sent
-        rejected = self.totals.rejected_items
+        counts = self.submission.counts or {}
+        with_ledger = "rejections_new" in counts
+        rejected = int(counts["rejections_new"]) if with_ledger else self.totals.rejected_items
         if items_sent and rejected / items_sent > max_error_ratio:
+            what = "new rejections: Meta rejected" if with_ledger else "Meta rejected"
             return (
-                f"Meta rejected {rejected} of {items_sent} items ({rejected / items_sent:.2%}), more than "
+                f"{what} {rejected} of {items_sent} items ({rejected / items_sent:.2%}), more than "
                 f"max_error_ratio={max_error_ratio:.2%}. Handles: {', '.join(self.submission.handles)}."
-                + _samples_text(batches)
+                + _samples_text(self.batches)
             )
         return None
 

@@ -112,12 +112,16 @@ SYNC_SETTINGS: tuple[SyncSetting, ...] = (
     SyncSetting("catalog_id", "", "catalog id; empty uses the connection's catalog_id extra"),
     SyncSetting("default_currency", "IQD", "ISO 4217 code for prices given without one"),
     SyncSetting("default_condition", "new", "condition for rows without one"),
-    SyncSetting("max_error_ratio", 0.0, "share of sent items Meta may reject before the run fails"),
+    SyncSetting("max_error_ratio", 0.0, "share of sent items Meta may newly reject before the run fails"),
     SyncSetting("poll_interval", 60, "seconds between batch-status polls"),
     SyncSetting("timeout_minutes", 120.0, "minutes Meta may take to process every batch"),
     SyncSetting("retry_backoff_seconds", 2.0, "first wait before retrying a transient Graph API error"),
     SyncSetting("max_throttle_wait_seconds", 900.0, "longest wait honoured when Meta throttles"),
     SyncSetting("full_sync", False, "send every item, even those Meta already has unchanged"),
+    SyncSetting("retry_rejected", False, "re-send every open rejection of the item ledger now"),
+    SyncSetting(
+        "retry_hours", "1,6,24", "hours after each Meta rejection before the item is re-sent; then kept open"
+    ),
     SyncSetting(
         "metrics_namespace", "FacebookCatalogSync", "CloudWatch namespace of the run metrics; empty: none"
     ),
@@ -173,6 +177,8 @@ def sync_operator_arguments(settings: Mapping[str, Any]) -> dict[str, Any]:
         "records_bucket": settings["synced_bucket"],
         "records_prefix": settings["runs_prefix"],
         "full_sync": settings["full_sync"],
+        "retry_rejected": settings["retry_rejected"],
+        "retry_hours": settings["retry_hours"],
         "graph_api_retry_policy": {
             "backoff_base": settings["retry_backoff_seconds"],
             "max_throttle_wait": settings["max_throttle_wait_seconds"],
