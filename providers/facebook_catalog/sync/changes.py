@@ -18,6 +18,7 @@ The ledger store and the run's records are passed in (:mod:`facebook_catalog.sto
 from __future__ import annotations
 
 import logging
+from array import array
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
@@ -47,6 +48,8 @@ log = logging.getLogger(__name__)
 
 #: The run's notes for the ledger, kept in its records between posting and Meta's answer.
 LEDGER_RUN_RECORD = "ledger_run.json"
+#: The id hashes (uint64, native order) of the sent items the ledger had never confirmed.
+NEW_ITEMS_RECORD = "new_item_hashes.bin"
 
 
 def open_ledger(store: LedgerStore, now: int) -> LedgerState:
@@ -174,6 +177,9 @@ class ChangeTracking:
             "feed_rejections": list(feed_rejections),
         }
         submission.records["ledger_run"] = records.put_record(LEDGER_RUN_RECORD, orjson.dumps(notes))
+        submission.records["new_item_hashes"] = records.put_record(
+            NEW_ITEMS_RECORD, self.run.new_ids.tobytes()
+        )
 
 
 def invalid_ids_by_handle(batches: list[dict[str, Any]]) -> dict[str, tuple[list[str], bool]]:
@@ -263,13 +269,9 @@ def record_outcomes(
         now=now,
     )
     confirmed = {c.id_hash: (c.content_hash, pack_times(c.first_seen, c.last_seen)) for c in update.confirmed}
-    known = store.lookup(state.manifest, sorted(confirmed)) if confirmed else {}
-    deltas = store.delta_records(state.manifest) if confirmed else {}
-    new_items = (
-        sum(1 for h in confirmed if not (known and h in known) and h not in deltas)
-        if known is not None
-        else 0
-    )
+    new_ids = array("Q")
+    new_ids.frombytes(records.get(NEW_ITEMS_RECORD) or b"")
+    new_items = len(set(new_ids) & set(confirmed))
     state = store.commit(
         state,
         confirmed,

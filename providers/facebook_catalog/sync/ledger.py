@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import re
 import time
+from array import array
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Literal, NamedTuple
@@ -171,12 +172,17 @@ class LedgerRun:
         #: Id hashes of open entries re-sent this run (from the feed unchanged, or their payload).
         self.retried: set[int] = set()
         self._seen_open: set[int] = set()
+        #: Id hashes of items the ledger had never confirmed (8 bytes each, for its item count).
+        self.new_ids: array[int] = array("Q")
 
     def should_send(self, item_id_hash: int, item_hash: int) -> bool:
         entry = self.open.get(item_id_hash)
         if entry is not None:
             self._seen_open.add(item_id_hash)
-        if not self.full_sync and self.confirmed(item_id_hash) == item_hash:
+        confirmed = self.confirmed(item_id_hash)
+        if confirmed is None:
+            self.new_ids.append(item_id_hash)
+        if not self.full_sync and confirmed == item_hash:
             self.unchanged += 1
             if entry is not None:
                 self.superseded.add(item_id_hash)
