@@ -68,3 +68,4 @@ bench: venv
 	$(BIN)/python -m benchmarks.triggerer_footprint
 	$(BIN)/python -m benchmarks.feed_throughput
 	$(BIN)/python -m benchmarks.rate_limit_pacing
+	$(BIN)/python -m benchmarks.hourly_delta

@@ -141,7 +141,7 @@ def child_ours(size: int) -> dict[str, Any]:
 
     hook = _hook()
     base_rss = peak_rss_mb()
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     catalog = catalog_of(size)
     store = LedgerStore(hook, BUCKET, catalog)
     hashes = [id_hash(i) for i in product_ids(size)]
@@ -155,6 +155,7 @@ def child_ours(size: int) -> dict[str, Any]:
     record_outcomes(store, records, submission, batches, schedule=RetrySchedule(), run_id=f"bench-{size}")
     return {
         "seconds": time.perf_counter() - started,
+        "cpu_seconds": time.process_time() - cpu_started,
         "seconds_read": seconds_read,
         "sent": sent,
         "confirmed": submission.counts.get("items_confirmed"),
@@ -171,7 +172,7 @@ def child_today(size: int) -> dict[str, Any]:
 
     hook = _hook()
     base_rss = peak_rss_mb()
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     client, key = hook.get_conn(), f"today/{catalog_of(size)}/item_hashes.bin"
     data = client.get_object(Bucket=BUCKET, Key=key)["Body"].read()
     state = ItemHashes.from_bytes(data)
@@ -181,6 +182,7 @@ def child_today(size: int) -> dict[str, Any]:
     client.put_object(Bucket=BUCKET, Key=key, Body=updated)
     return {
         "seconds": time.perf_counter() - started,
+        "cpu_seconds": time.process_time() - cpu_started,
         "sent": sent,
         "mb_read": len(data) / 1e6,
         "mb_written": len(updated) / 1e6,
@@ -193,11 +195,12 @@ def child_compaction(size: int) -> dict[str, Any]:
 
     hook = _hook()
     base_rss = peak_rss_mb()
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     store = LedgerStore(hook, BUCKET, catalog_of(size))
     state = store.compact(store.load(), run_id="bench", now=int(time.time()))
     return {
         "seconds": time.perf_counter() - started,
+        "cpu_seconds": time.process_time() - cpu_started,
         "items": state.manifest.items,
         "mb_read": store.bytes_read / 1e6,
         "mb_written": store.bytes_written / 1e6,
@@ -211,11 +214,12 @@ def child_full(size: int) -> dict[str, Any]:
 
     hook = _hook()
     base_rss = peak_rss_mb()
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     store = LedgerStore(hook, BUCKET, catalog_of(size))
     tracking = ChangeTracking.load(store, full_sync=True, id_hashes=None)
     return {
         "seconds": time.perf_counter() - started,
+        "cpu_seconds": time.process_time() - cpu_started,
         "mode": tracking.mode,
         "mb_read": store.bytes_read / 1e6,
         "rss_above_imports": peak_rss_mb() - base_rss,
@@ -265,8 +269,9 @@ def build_report(results: dict[int, dict[str, dict[str, Any]]]) -> Report:
         rows.append(
             [
                 f"{size:,}",
-                fmt(ours["seconds"], 2),
-                fmt(today["seconds"], 2),
+                fmt(ours["cpu_seconds"], 2),
+                fmt(today["cpu_seconds"], 2),
+                f"{ours['seconds']:.2f} / {today['seconds']:.2f}",
                 f"{ours['mb_read']:.2f} / {ours['mb_written']:.3f}",
                 f"{today['mb_read']:.1f} / {today['mb_written']:.1f}",
                 fmt(ours["rss_above_imports"]),
@@ -278,8 +283,9 @@ def build_report(results: dict[int, dict[str, dict[str, Any]]]) -> Report:
     table = markdown_table(
         [
             "ledger items",
-            "ours s",
-            "today s",
+            "ours CPU s",
+            "today CPU s",
+            "wall s, ours / today (moto)",
             "ours MB read / written",
             "today MB read / written",
             "ours MiB above imports",
@@ -323,9 +329,12 @@ def build_report(results: dict[int, dict[str, dict[str, Any]]]) -> Report:
             "ours: the sync task's ledger work (lookup by ranged reads of the index and the blocks, "
             "then the delta, the open set and the manifest), today: item_hashes.bin downloaded, "
             "merged and uploaded whole (ItemHashes). Each in a fresh process against moto S3 "
-            "(a subprocess); memory is the peak (VmHWM) above the imports and a warm S3 client.",
+            "(a subprocess); memory is the peak (VmHWM) above the imports and a warm S3 client. "
+            "CPU seconds are the task process's own; wall seconds include moto, which reads and "
+            "copies a whole object for every ranged GET (under a lock), so 300 ranged reads of a "
+            "240 MB base take moto about a minute where S3 serves each range alone.",
             "Compaction: every delta merged into a new base in one streaming pass (ranged GETs of "
-            "about 8 MiB, multipart parts of 8 MiB); it runs in the sync task once 24 deltas pile "
+            "about 2 MiB, multipart parts of 5 MiB); it runs in the sync task once 24 deltas pile "
             "up (about daily). Full read: what a full_sync reads of the ledger (16 bytes an item in "
             "memory, as today).",
         ],
@@ -346,12 +355,13 @@ def build_report(results: dict[int, dict[str, dict[str, Any]]]) -> Report:
                 "none (the comparison)",
             ),
             Headline(
-                "ours / today: task seconds",
+                "ours / today: the task's own CPU seconds",
                 " · ".join(
-                    f"{r['ours']['seconds']:.2f} / {r['today']['seconds']:.2f}" for r in results.values()
+                    f"{r['ours']['cpu_seconds']:.2f} / {r['today']['cpu_seconds']:.2f}"
+                    for r in results.values()
                 ),
                 "does not grow with the catalog",
-                met(big["seconds"] < 3 * results[min(results)]["ours"]["seconds"] + 1),
+                met(big["cpu_seconds"] <= 2 * results[min(results)]["ours"]["cpu_seconds"] + 0.5),
             ),
             Headline(
                 "ours / today: peak MiB above imports",

@@ -45,6 +45,8 @@ os.environ["FACEBOOK_CATALOG_SYNC_RETRIES"] = "0"
 
 EN_PRODUCTS = ["Cotton Shirt", "Slim Jeans", "Running Shoes", "Winter Coat", "Leather Wallet", "Wool Scarf"]
 AR_PRODUCTS = ["قميص قطني", "بنطال جينز", "حذاء رياضي", "معطف شتوي", "محفظة جلدية", "وشاح صوف"]
+#: The product Meta refuses in the demo: it stays open in the item ledger, the run succeeds.
+REFUSED_PRODUCT = "MW-00042"
 BRANDS = ["Miswag", "Babylon", "Tigris", "Zagros"]
 BROKEN_ROWS = [
     # (what is wrong, the row's fields after id)
@@ -174,6 +176,8 @@ def run_demo(endpoint: str, emulator: Any) -> int:
         "landing_bucket": LANDING_BUCKET,
         "synced_bucket": SYNCED_BUCKET,
         "poll_interval": "3",
+        # A new rejection fails the run (after archiving) beyond this share: one product is not.
+        "max_error_ratio": "0.01",
     }.items():
         os.environ[f"AIRFLOW_VAR_FACEBOOK_CATALOG_{name.upper()}"] = value
 
@@ -197,6 +201,9 @@ def run_demo(endpoint: str, emulator: Any) -> int:
         f"Landing file s3://{LANDING_BUCKET}/{landing_key}: 5,000 products plus {duplicates} re-sent "
         f"duplicates, {broken} deliberately broken rows"
     )
+    # Meta refuses one product (as it does one whose images or policy it will not list).
+    emulator.set_faults(reject_item_ids=[REFUSED_PRODUCT])
+    say(f"Meta (the emulator) will refuse product {REFUSED_PRODUCT}, on every call")
     say()
 
     from airflow.dag_processing.dagbag import DagBag
@@ -248,6 +255,21 @@ def run_demo(endpoint: str, emulator: Any) -> int:
     )
     if sample:
         say(f"  e.g. {json.dumps(sample, ensure_ascii=False)}")
+    say(
+        f"  open rejections in the item ledger: {counts['rejections_open']} "
+        f"(new this run: {counts['rejections_new']})"
+    )
+    open_key = f"ledger/{CATALOG_ID}/open_rejections.csv"
+    for entry in csv.DictReader(io.StringIO(s3.read_key(open_key, SYNCED_BUCKET))):
+        if entry["outcome"] == "rejected_by_meta":
+            say(
+                f"    {entry['id']}: {entry['reason']} (attempts {entry['attempts']}, "
+                f"next retry {entry['next_retry']})"
+            )
+    say(
+        f"  (all {counts['rejections_open']}: s3://{SYNCED_BUCKET}/{open_key}, or "
+        f"fb-catalog rejections --synced-bucket {SYNCED_BUCKET} --catalog {CATALOG_ID})"
+    )
     archived = s3.list_keys(LANDING_BUCKET, prefix="archive/") or []
     left = s3.list_keys(LANDING_BUCKET, prefix="landing/") or []
     say(f"  archived: {archived}; still in landing: {left}")
@@ -263,9 +285,13 @@ def run_demo(endpoint: str, emulator: Any) -> int:
     new_calls = len(emulator.calls()) - calls_before
     say(f"  run state: {getattr(second.state, 'value', second.state)}; tasks: {states}")
     say(f"  nothing to sync: {new_calls} Graph API calls made")
+    say(f"  {REFUSED_PRODUCT} is not due again yet (first retry after 1 h), so it was not re-sent")
     ok = (
         str(getattr(run.state, "value", run.state)) == "success"
         and len(catalog) == counts["items_sent"] - counts["items_rejected_by_meta"]
+        and REFUSED_PRODUCT not in catalog
+        and counts["rejections_new"] == 1
+        and not left
         and new_calls == 0
     )
     say()

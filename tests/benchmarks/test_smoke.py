@@ -25,12 +25,14 @@ pytestmark = pytest.mark.benchmark_smoke
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TITLES = {
     "feed_throughput": "Feed throughput and memory",
+    "hourly_delta": "Hourly delta against the item ledger",
     "rate_limit_pacing": "Rate-limit pacing",
     "triggerer_footprint": "Triggerer footprint",
     "worker_slot": "Worker-slot time per sync run",
 }
 TINY = {
     "feed_throughput": ["--size", "300"],
+    "hourly_delta": ["--size", "20000"],
     "rate_limit_pacing": ["--calls", "9", "--calls", "17", "--budget", "4", "--target-seconds", "4"],
     "triggerer_footprint": ["--size", "20", "--poll-interval", "1", "--rounds", "5"],
     "worker_slot": ["--processing", "2", "--products", "200", "--poll-interval", "1"],

@@ -63,10 +63,10 @@ FETCH_THREADS = 8
 #: Beyond this share of the base's blocks, a run streams the whole base instead.
 SPARSE_MAX_SHARE = 0.125
 COMPACT_AFTER_DELTAS = 24
-#: Compaction reads the base in chunks of this many blocks (about 8 MiB) and writes parts of
-#: at least 8 MiB (S3 needs 5 MiB but the last).
-CHUNK_BLOCKS = 2048
-PART_BYTES = 8 << 20
+#: Compaction reads the base in chunks of this many blocks (about 2 MiB) and writes parts of
+#: 5 MiB (S3's smallest but the last): memory holds about one part and a chunk, whatever the size.
+CHUNK_BLOCKS = 512
+PART_BYTES = 5 << 20
 OPEN_REJECTIONS_COLUMNS = (
     "id",
     "outcome",
@@ -550,17 +550,13 @@ class _MultipartWriter:
                 "UploadId"
             ]
         number = len(self.parts) + 1
+        body, self.buffer = bytes(self.buffer), bytearray()
         response = client.upload_part(
-            Bucket=self.store.bucket,
-            Key=self.key,
-            UploadId=self.upload_id,
-            PartNumber=number,
-            Body=bytes(self.buffer),
+            Bucket=self.store.bucket, Key=self.key, UploadId=self.upload_id, PartNumber=number, Body=body
         )
-        self.store.bytes_written += len(self.buffer)
+        self.store.bytes_written += len(body)
         self.store.requests += 1
         self.parts.append({"PartNumber": number, "ETag": response["ETag"]})
-        self.buffer = bytearray()
 
     def close(self) -> str:
         if self.upload_id is None:
