@@ -252,11 +252,9 @@ def check_record_with_id(
     """:func:`check_record` for a caller that already has ``retailer_id_of(data)``.
 
     Messages come in this order: the id's, required fields' (in REQUIRED_FIELDS order), each
-    field's own (in the record's order), then sale_price against price. A value that passes its
-    field's quick test (:func:`passes_quick_test`) is one its full checker would say nothing
-    about, so only the other values go to the full checkers, which alone write messages.
-    ``plain=True`` says the record is one :func:`plain_records` found plain, so no per-field
-    message is possible and those steps are skipped.
+    field's own (in the record's order), then sale_price against price. ``plain=True`` says
+    the record is one :func:`plain_records` found plain, so no per-field message is possible
+    and those steps are skipped.
     """
     verdict = ItemVerdict(retailer_id or "", method)
     if retailer_id is None:
@@ -301,34 +299,20 @@ def check_record_with_id(
 
 def _check_fields(fields: dict[str, Any], verdict: ItemVerdict, *, needs_every_required_field: bool) -> None:
     """Required fields (CREATE and new items need all), then each field's own rule."""
-    quiet_required = 0
-    full_check: list[str] = []
-    for name, value in fields.items():
-        quick_test = _QUICK_TESTS.get(name)
-        if quick_test is None:
-            continue  # a field with no rule of its own
-        if passes_quick_test(quick_test, value):
-            if name in _REQUIRED_BESIDES_ID_SET:
-                quiet_required += 1
-        else:
-            full_check.append(name)
-
     blank_required: set[str] = set()
-    # Every required field present and not blank has passed its quick test; otherwise look.
-    if quiet_required < len(_REQUIRED_BESIDES_ID):
-        for name in _REQUIRED_BESIDES_ID:
-            if name not in fields:
-                if needs_every_required_field:
-                    verdict.errors.append(_missing(name))
-            elif _is_blank(fields[name]):
-                blank_required.add(name)
-                verdict.errors.append(_missing(name) if needs_every_required_field else _emptied(name))
+    for name in _REQUIRED_BESIDES_ID:
+        if name not in fields:
+            if needs_every_required_field:
+                verdict.errors.append(_missing(name))
+        elif _is_blank(fields[name]):
+            blank_required.add(name)
+            verdict.errors.append(_missing(name) if needs_every_required_field else _emptied(name))
 
-    for name in full_check:
-        value = fields[name]
-        if value is None or name in blank_required:
-            continue
-        _FIELD_CHECKS[name](name, value, verdict)
+    for name, value in fields.items():
+        check = _FIELD_CHECKS.get(name)
+        if check is None or value is None or name in blank_required:
+            continue  # a field with no rule of its own, a cleared one, or one reported as missing
+        check(name, value, verdict)
 
 
 def passes_quick_test(quick_test: tuple[str, Any], value: Any) -> bool:
@@ -549,15 +533,7 @@ def _parse_price_text(value: str) -> tuple[Decimal, str] | None:
 
 
 def _is_http_url(value: str) -> bool:
-    # Most links are plain http(s)://host/path: the pattern accepts only URLs the full check
-    # accepts, so it decides nothing on its own, it only skips urlsplit.
-    if _PLAIN_HTTP_URL.fullmatch(value) is not None:
-        return True
-    return _is_http_url_by_urlsplit(value)
-
-
-def _is_http_url_by_urlsplit(value: str) -> bool:
-    """The rule itself: an http or https scheme and a host, no whitespace, and urlsplit can read it."""
+    """An http or https scheme and a host, no whitespace, and urlsplit can read it."""
     if not value or WHITESPACE.search(value):
         return False
     try:
