@@ -11,7 +11,6 @@ import json
 import re
 from collections.abc import Callable, Sequence
 from decimal import Decimal, InvalidOperation
-from functools import lru_cache
 from itertools import repeat
 from typing import Any
 from urllib.parse import urlsplit
@@ -517,12 +516,6 @@ def _check_sale_price(price_value: Any, sale_price_value: Any, verdict: ItemVerd
 def _parse_price(value: Any) -> tuple[Decimal, str] | None:
     if not isinstance(value, str):
         return None
-    return _parse_price_text(value)
-
-
-# Catalogs repeat prices a lot, and a Decimal costs more than the lookup.
-@lru_cache(maxsize=4096)
-def _parse_price_text(value: str) -> tuple[Decimal, str] | None:
     match = PRICE_PATTERN.fullmatch(value)
     if match is None:
         return None
