@@ -16,7 +16,7 @@ from urllib.parse import quote_plus, unquote_to_bytes, urlencode
 import pytest
 
 from facebook_catalog.emulator import EmulatorConfig, EmulatorState, FaultPlan
-from facebook_catalog.emulator.forms import form_unquote, loads_utf8_json, parse_urlencoded
+from facebook_catalog.emulator.forms import form_unquote, parse_urlencoded
 from facebook_catalog.emulator.state import Operation, apply_operation
 from facebook_catalog.emulator.validation import (
     _FIELD_CHECKS,
@@ -29,12 +29,10 @@ from facebook_catalog.emulator.validation import (
     _is_blank,
     _is_http_url,
     check_record,
-    check_record_with_id,
     parse_record,
     parse_records,
     passes_quick_test,
     plain_records,
-    retailer_id_of,
 )
 from tests.emulator.products import product
 
@@ -324,8 +322,7 @@ def test_plain_records_get_the_verdict_the_full_checks_give(
     data: dict[str, Any], method: str, allow_upsert: bool, existing: dict[str, Any] | None
 ) -> None:
     (plain,) = plain_records([(method, data)])
-    retailer_id = retailer_id_of(data)
-    fast = check_record_with_id(method, data, retailer_id, existing, allow_upsert=allow_upsert, plain=plain)
+    fast = check_record(method, data, existing, allow_upsert=allow_upsert, plain=plain)
     full = check_record(method, data, existing, allow_upsert=allow_upsert)
     assert fast == full
 
@@ -371,46 +368,6 @@ def first_shape_error(records: list[Any]) -> str | None:
         except RecordShapeError as error:
             return str(error)
     return None
-
-
-@pytest.mark.parametrize(
-    "text",
-    [
-        b'[{"method": "UPDATE", "data": {"id": "a", "title": "\\u00e9t\\u00e9", "n": 1.5}}]',
-        '["قميص", {"a": [true, false, null, -0, 0.1, 1E2]}]'.encode(),
-        b'{"a": 1, "a": 2}',
-        b"[123456789012345678901234567890]",
-        b"[-9223372036854775809, 18446744073709551616]",
-        b'{"id": 1234567890123456789}',
-        b"[1e400, -1e400]",
-        b"[NaN, Infinity, -Infinity]",
-        b'["\\ud800", "\\udfff"]',
-        b"  [1]  \n",
-    ],
-)
-def test_loads_utf8_json_reads_what_json_reads(text: bytes) -> None:
-    expected = json.loads(text.decode("utf-8"))
-    got = loads_utf8_json(text)
-    assert json.dumps(got) == json.dumps(expected)
-    assert repr(got) == repr(expected)
-
-
-@pytest.mark.parametrize(
-    ("text", "error"),
-    [
-        (b"not json", json.JSONDecodeError),
-        (b"\xef\xbb\xbf[1]", json.JSONDecodeError),
-        (b'["\xff"]', UnicodeDecodeError),
-        (b"[1,]", json.JSONDecodeError),
-        (b"", json.JSONDecodeError),
-    ],
-)
-def test_loads_utf8_json_fails_as_json_fails(text: bytes, error: type[Exception]) -> None:
-    with pytest.raises(error) as expected:
-        json.loads(text.decode("utf-8"))
-    with pytest.raises(error) as raised:
-        loads_utf8_json(text)
-    assert str(raised.value) == str(expected.value)
 
 
 # Forms: a url-encoded value decodes as the stdlib decodes it

@@ -25,7 +25,7 @@ from facebook_catalog.emulator.validation import (
     METHOD_DELETE,
     PLAIN_VALUE_TYPES,
     ItemVerdict,
-    check_record_with_id,
+    check_record,
     plain_records,
     retailer_id_of,
 )
@@ -352,9 +352,7 @@ class EmulatorState:
             for line, (method, data) in enumerate(records):
                 retailer_id = retailer_id_of(data)
                 existing = projection.get(retailer_id) if retailer_id is not None else None
-                verdict = check_record_with_id(
-                    method, data, retailer_id, existing, allow_upsert=allow_upsert, plain=plain[line]
-                )
+                verdict = check_record(method, data, existing, allow_upsert=allow_upsert, plain=plain[line])
                 if rejected_ids and verdict.retailer_id in rejected_ids:
                     verdict.errors.append("(#10800) This product was rejected by Meta's review (injected)")
                 verdicts.append(verdict)

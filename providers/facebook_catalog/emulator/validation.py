@@ -219,8 +219,6 @@ def parse_record(index: int, record: object) -> tuple[str, dict[str, Any]]:
 def retailer_id_of(data: dict[str, Any]) -> str | None:
     """The record's retailer id as a string, or None when it has no usable one."""
     raw = data.get("id")
-    if raw.__class__ is str:
-        return raw if raw.strip() else None
     # Liberal: an integer id is what a number-typed SKU column produces.
     if isinstance(raw, bool) or not isinstance(raw, str | int):
         return None
@@ -234,27 +232,16 @@ def check_record(
     existing: dict[str, Any] | None,
     *,
     allow_upsert: bool,
-) -> ItemVerdict:
-    """Apply Meta's item rules to one record; ``existing`` is the item as the catalog will hold it."""
-    return check_record_with_id(method, data, retailer_id_of(data), existing, allow_upsert=allow_upsert)
-
-
-def check_record_with_id(
-    method: str,
-    data: dict[str, Any],
-    retailer_id: str | None,
-    existing: dict[str, Any] | None,
-    *,
-    allow_upsert: bool,
     plain: bool = False,
 ) -> ItemVerdict:
-    """:func:`check_record` for a caller that already has ``retailer_id_of(data)``.
+    """Apply Meta's item rules to one record; ``existing`` is the item as the catalog will hold it.
 
     Messages come in this order: the id's, required fields' (in REQUIRED_FIELDS order), each
     field's own (in the record's order), then sale_price against price. ``plain=True`` says
     the record is one :func:`plain_records` found plain, so no per-field message is possible
     and those steps are skipped.
     """
+    retailer_id = retailer_id_of(data)
     verdict = ItemVerdict(retailer_id or "", method)
     if retailer_id is None:
         verdict.errors.append(_missing("id"))
