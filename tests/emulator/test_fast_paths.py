@@ -17,7 +17,7 @@ import pytest
 
 from facebook_catalog.emulator import EmulatorConfig, EmulatorState, FaultPlan
 from facebook_catalog.emulator.forms import form_unquote, parse_urlencoded
-from facebook_catalog.emulator.state import Operation, apply_operation
+from facebook_catalog.emulator.state import Operation, apply_operation, item_after, item_after_by_rule
 from facebook_catalog.emulator.validation import (
     _FIELD_CHECKS,
     _PLAIN_HTTP_URL,
@@ -481,6 +481,41 @@ def test_pending_batches_are_applied_when_they_finish_and_in_order() -> None:
         status = state.batch_status("c", handle, load_ids_of_invalid_requests=True)
         assert status is not None
         assert status["status"] == "finished"
+
+
+def test_batches_finished_at_once_leave_the_catalog_settled_batches_leave() -> None:
+    at_once = EmulatorState(EmulatorConfig())
+    now = [100.0]
+    settled = EmulatorState(EmulatorConfig(processing_seconds=1.0), clock=lambda: now[0])
+    for records in BATCHES:
+        at_once.submit_batch("c", records, allow_upsert=True)
+        settled.submit_batch("c", records, allow_upsert=True)
+        now[0] += 1.0  # due, so the next batch finds nothing pending: each goes through _settle
+        assert catalog_of(at_once) == catalog_of(settled)
+
+
+ITEM_FIELDS: list[dict[str, Any]] = [
+    {},
+    {"id": "a", "title": "New title", "price": "1 USD"},
+    {"id": "a", "gtin": 12345, "custom_number_0": 2.5, "visible": True},
+    {"id": "a", "color": None},
+    {"id": "a", "additional_image_link": ["https://cdn.example/1.jpg"]},
+    {"id": "a", "shipping": {"country": "IQ"}, "title": None},
+]
+
+
+@pytest.mark.parametrize("current", [None, {}, {"id": "a", "title": "Old", "color": "red", "gtin": 1}])
+@pytest.mark.parametrize("method", ["CREATE", "UPDATE", "DELETE"])
+@pytest.mark.parametrize("fields", ITEM_FIELDS)
+def test_an_item_after_an_operation_is_what_the_rule_makes(
+    current: dict[str, Any] | None, method: str, fields: dict[str, Any]
+) -> None:
+    expected = item_after_by_rule(current, method, fields)
+    got = item_after(current, method, fields)
+    assert got == expected
+    assert got is None or list(got) == list(expected or {})  # the same field order
+    if all(type(value) in (str, int, float, bool) for value in fields.values()):
+        assert item_after(current, method, fields, plain_values=True) == expected
 
 
 def test_error_and_stuck_handles_apply_nothing_and_later_batches_still_apply() -> None:
