@@ -125,8 +125,6 @@ _PLAIN_HTTP_URL = re.compile(_HTTP_URL_START + r"(?:[/?#][!-~]*)?")
 # The same over many URLs, one a line, once their characters are known to be [!-~]: each line's
 # start up to the end of host[:port].
 _PLAIN_HTTP_URL_PREFIX_LINES = re.compile("^" + _HTTP_URL_START + r"(?=[/?#]|$)", re.MULTILINE)
-# The same up to and with the first [/?#]: a prefix of links that share it.
-_PLAIN_HTTP_URL_HEAD = re.compile(_HTTP_URL_START + "[/?#]")
 # PRICE_PATTERN over many prices, one a line: each line's currency.
 _PRICE_LINES = re.compile(f"^{_PRICE_NUMBER} ({_PRICE_CURRENCY})$", re.MULTILINE)
 
@@ -252,15 +250,12 @@ def check_record(
         verdict.fields = {"id": retailer_id}
         return verdict
 
-    if plain or (data.__class__ is dict and data.keys() <= KNOWN_FIELDS):
-        fields = dict(data)
-    else:
-        fields = {}
-        for name, value in data.items():
-            if name in KNOWN_FIELDS:
-                fields[name] = value
-            else:
-                verdict.warnings.append(f'Unknown field "{name}" was ignored.')
+    fields = {}
+    for name, value in data.items():
+        if name in KNOWN_FIELDS:
+            fields[name] = value
+        else:
+            verdict.warnings.append(f'Unknown field "{name}" was ignored.')
     # data["id"] exists (retailer_id is not None), so this keeps its place and normalizes its value.
     fields["id"] = retailer_id
     verdict.fields = fields
@@ -376,9 +371,6 @@ def _column_passes_quick_test(quick_test: tuple[str, Any], values: list[Any]) ->
         characters = "".join(values)
         if not (characters.isascii() and characters.isprintable()) or " " in characters:
             return False
-        # A column's links usually share scheme://host/: checking that checks all of them.
-        if _PLAIN_HTTP_URL_HEAD.match(_common_prefix(min(values), max(values))):
-            return True
         lines = "\n".join(values)
         return len(_PLAIN_HTTP_URL_PREFIX_LINES.findall(lines)) == len(values)
     distinct = set(values)
@@ -394,26 +386,8 @@ def _column_passes_quick_test(quick_test: tuple[str, Any], values: list[Any]) ->
     return False
 
 
-def _common_prefix(first: str, second: str) -> str:
-    """The longest start the two share (of the smallest and largest, the start all values share)."""
-    for index, (mine, theirs) in enumerate(zip(first, second, strict=False)):
-        if mine != theirs:
-            return first[:index]
-    return first if len(first) <= len(second) else second
-
-
 def parse_records(records: list[Any]) -> list[tuple[str, dict[str, Any]]]:
     """:func:`parse_record` of each record in order, raising for the first bad one."""
-    # The usual case at C speed: exact dicts, each with an upper-case method and a data object.
-    if set(map(type, records)) == {dict}:
-        methods: list[Any] = list(map(dict.get, records, repeat("method")))
-        datas: list[Any] = list(map(dict.get, records, repeat("data")))
-        if (
-            set(map(type, methods)) == {str}
-            and _METHOD_NAMES.issuperset(methods)
-            and set(map(type, datas)) == {dict}
-        ):
-            return list(zip(methods, datas, strict=True))
     return [parse_record(index, record) for index, record in enumerate(records)]
 
 
@@ -580,7 +554,6 @@ _FULL_CHECK_ONLY = "full check only"
 # For plain_records only: a field with no rule of its own, whose value must just be plain.
 _QUICK_PLAIN_VALUE = "plain value"
 _PLAIN_VALUE_TEST = (_QUICK_PLAIN_VALUE, None)
-_METHOD_NAMES = frozenset(METHODS)
 _ABSENT = object()
 _QUICK_TEST_OF_FIELD: dict[str, tuple[str, Any]] = {
     "title": (_QUICK_TEXT, TITLE_WARNING_LENGTH),
