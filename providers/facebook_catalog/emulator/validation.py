@@ -133,12 +133,12 @@ class RecordShapeError(ValueError):
     """A record the Graph API cannot even parse; fails the whole items_batch call."""
 
 
+# Fast path of a plain dataclass of these five fields (tested to behave as one): its errors and
+# warnings lists are made on first use, since two empty lists an item would be most of what the
+# garbage collector walks through in a call; emulator_items_batch validate 13.9 CPU µs an item as
+# a dataclass, 12.3 as this (5 in-process A/B pairs, 2026-12-02).
 class ItemVerdict:
-    """The outcome of checking one record: its retailer id, problems, and the fields to save.
-
-    ``errors`` and ``warnings`` are lists, made on first use: most verdicts have neither, and two
-    empty lists an item would be most of what the garbage collector walks through in a call.
-    """
+    """The outcome of checking one record: its retailer id, problems, and the fields to save."""
 
     __slots__ = ("_errors", "_warnings", "fields", "method", "retailer_id")
 
@@ -317,6 +317,9 @@ def passes_quick_test(quick_test: tuple[str, Any], value: Any) -> bool:
     return False
 
 
+# Fast path of check_record's per-field steps (tested against them: a plain record gets the
+# verdict they give), which run urlsplit and a regex or two per value; emulator_items_batch
+# validate 25.6 CPU µs an item without, 11.6 with (5 in-process A/B pairs, 2026-12-02).
 def plain_records(records: Sequence[tuple[str, dict[str, Any]]]) -> list[bool]:
     """For each ``(method, data)``, whether it is plain: not a DELETE, an exact dict of known
     fields only, with every required field, every checked value passing its quick test and every
@@ -355,6 +358,9 @@ def plain_records(records: Sequence[tuple[str, dict[str, Any]]]) -> list[bool]:
     return plain
 
 
+# Fast path of passes_quick_test on each value (the loop after it in plain_records; tested
+# against it): one set, join or findall a column costs less than a call a value; emulator_items_batch
+# validate 14.1 CPU µs an item without, 12.4 with (6 in-process A/B pairs, 2026-12-02).
 def _column_passes_quick_test(quick_test: tuple[str, Any], values: list[Any]) -> bool:
     """Whether every value passes :func:`passes_quick_test`; False may only mean "look closer"."""
     if not values:
