@@ -1,8 +1,8 @@
 """The emulator's shortcuts decide nothing the full rules would not.
 
-Each fast path (the URL pattern, the quick tests per value and per column, ``parse_records``,
-``loads_utf8_json``, plain records, applying a finished batch once) must give exactly what the
-slow path gives; these tests hold them to it on values chosen to be awkward.
+Each fast path (plain records with their quick tests per value and per column, ``form_unquote``,
+``item_after``, applying a finished batch once, the verdict's lazy lists) must give exactly what
+the plain rule beside it gives; these tests hold them to it on values chosen to be awkward.
 """
 
 from __future__ import annotations
@@ -24,13 +24,10 @@ from facebook_catalog.emulator.validation import (
     _PLAIN_VALUE_TEST,
     _QUICK_TESTS,
     ItemVerdict,
-    RecordShapeError,
     _column_passes_quick_test,
     _is_blank,
     _is_http_url,
     check_record,
-    parse_record,
-    parse_records,
     passes_quick_test,
     plain_records,
 )
@@ -325,49 +322,6 @@ def test_plain_records_get_the_verdict_the_full_checks_give(
     fast = check_record(method, data, existing, allow_upsert=allow_upsert, plain=plain)
     full = check_record(method, data, existing, allow_upsert=allow_upsert)
     assert fast == full
-
-
-# Parsing
-
-
-def test_parse_records_is_parse_record_of_each() -> None:
-    records: list[Any] = [
-        {"method": "UPDATE", "data": {"id": "a"}},
-        {"method": "CREATE", "data": {"id": "b"}, "extra": [1]},
-        {"method": "DELETE", "data": {}},
-    ]
-    assert parse_records(records) == [parse_record(i, r) for i, r in enumerate(records)]
-    lower = [{"method": "update", "data": {"id": "a"}}]
-    assert parse_records(lower) == [("UPDATE", {"id": "a"})]
-
-
-@pytest.mark.parametrize(
-    "bad",
-    [
-        "UPDATE",
-        None,
-        {"method": "UPSERT", "data": {}},
-        {"method": ["UPDATE"], "data": {}},
-        {"data": {}},
-        {"method": "UPDATE", "data": "sku-1"},
-        {"method": "UPDATE"},
-    ],
-)
-def test_parse_records_fails_like_parse_record_on_the_first_bad_record(bad: Any) -> None:
-    records = [{"method": "UPDATE", "data": {"id": "a"}}, bad, {"method": "UPSERT", "data": {}}]
-    with pytest.raises(RecordShapeError) as raised:
-        parse_records(records)
-    assert str(raised.value) == first_shape_error(records)
-    assert "requests[1]" in str(raised.value)
-
-
-def first_shape_error(records: list[Any]) -> str | None:
-    for index, record in enumerate(records):
-        try:
-            parse_record(index, record)
-        except RecordShapeError as error:
-            return str(error)
-    return None
 
 
 # Forms: a url-encoded value decodes as the stdlib decodes it
