@@ -549,9 +549,10 @@ _FIELD_CHECKS: dict[str, FieldCheck] = {
 _REQUIRED_BESIDES_ID = tuple(name for name in REQUIRED_FIELDS if name != "id")
 _REQUIRED_BESIDES_ID_SET = frozenset(_REQUIRED_BESIDES_ID)
 
-# Quick tests: kind and its parameter. A string passing one is a value whose full checker adds no
-# message (and it is not blank); everything else goes to the full checker. Text: at most this
-# many characters (title: the warning length). Choice: exactly one of the values, in lower case.
+# Quick tests (plain_records'), kind and parameter. A string passing one is a value whose full
+# checker adds no message (and it is not blank); a record with any other value is not plain and
+# goes to the full checkers. Text: at most this many characters (title: the warning length).
+# Choice: exactly one of the values, in lower case.
 _QUICK_URL = "url"
 _QUICK_TEXT = "text"
 _QUICK_CHOICE = "choice"
