@@ -468,6 +468,8 @@ def test_an_item_after_an_operation_is_what_the_rule_makes(
     got = item_after(current, method, fields)
     assert got == expected
     assert got is None or list(got) == list(expected or {})  # the same field order
+    if all(type(value) in (str, int, float, bool) for value in fields.values()):
+        assert item_after(current, method, fields, plain_values=True) == expected
 
 
 def test_error_and_stuck_handles_apply_nothing_and_later_batches_still_apply() -> None:

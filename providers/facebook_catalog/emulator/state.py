@@ -208,11 +208,13 @@ class _CatalogProjection:
         retailer_id: str,
         fields: dict[str, Any],
         current: dict[str, Any] | None,
+        *,
+        plain_values: bool = False,
     ) -> None:
         """Apply one operation to ``current``, which must be ``self.get(retailer_id)``."""
         if method == METHOD_DELETE:
             self.has_deletes = True
-        self.overlay[retailer_id] = item_after(current, method, fields)
+        self.overlay[retailer_id] = item_after(current, method, fields, plain_values=plain_values)
 
     def changed_items(self) -> dict[str, dict[str, Any]]:
         """The overlay when no operation was a delete: every value is an item."""
@@ -226,12 +228,17 @@ def apply_operation(current: dict[str, Any] | None, operation: Operation) -> dic
     return item_after(current, operation.method, operation.fields)
 
 
-def item_after(current: dict[str, Any] | None, method: str, fields: dict[str, Any]) -> dict[str, Any] | None:
-    """:func:`item_after_by_rule`, a copy or a merge when no value needs clearing or copying."""
+def item_after(
+    current: dict[str, Any] | None, method: str, fields: dict[str, Any], *, plain_values: bool = False
+) -> dict[str, Any] | None:
+    """:func:`item_after_by_rule`, a copy or a merge when no value needs clearing or copying.
+
+    ``plain_values=True`` says every value is already known to be a str, int, float or bool.
+    """
     # Fast path (tested against the rule): a plain item is the whole catalog's usual case, and the
     # rule's loop over its fields cost emulator_items_batch validate 13.4-14.3 CPU µs an item
     # against 10.8-11.7 with this (3 A/B runs, 2026-12-02).
-    if method != METHOD_DELETE and PLAIN_VALUE_TYPES.issuperset(map(type, fields.values())):
+    if method != METHOD_DELETE and (plain_values or PLAIN_VALUE_TYPES.issuperset(map(type, fields.values()))):
         return dict(fields) if method == METHOD_CREATE or current is None else {**current, **fields}
     return item_after_by_rule(current, method, fields)
 
@@ -361,7 +368,9 @@ class EmulatorState:
                 if verdict.is_valid:
                     any_valid = True
                     # A valid record has an id, so ``existing`` is its current projected item.
-                    projection.apply(method, verdict.retailer_id, verdict.fields, existing)
+                    projection.apply(
+                        method, verdict.retailer_id, verdict.fields, existing, plain_values=plain[line]
+                    )
             if not any_valid:
                 return BatchOutcome(handle=None, verdicts=verdicts)
 
