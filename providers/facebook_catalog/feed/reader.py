@@ -368,7 +368,7 @@ def _open_format(stream: BinaryIO, source: str) -> tuple[str, Any]:
     if not head:
         raise FeedFileError(source, "the file is empty (0 bytes)")
     if head in (PARQUET_MAGIC, AVRO_MAGIC) or named in (PARQUET, AVRO):
-        found = format_by_content(head, b"")
+        found = format_by_content(head, head.lstrip())
         if named is not None and found != named:
             if named in (PARQUET, AVRO):
                 raise FeedFileError(source, mismatch_reason(named, found, source))
