@@ -119,7 +119,8 @@ def test_parquet_is_read_one_batch_at_a_time_across_row_groups(tmp_path: Path) -
     airbyte.write_parquet(path, items, flatten=True, row_group_size=3000)
     events = events_of(path)
     assert len(events) == 20_000
-    assert [e.line for e in events[:2]] == [1, 2] and events[-1].line == 20_000
+    assert [e.line for e in events[:2]] == [1, 2]
+    assert events[-1].line == 20_000
     assert [line for line, _ in read_feed_file_ids(path, source="many.parquet")] == list(range(1, 20_001))
 
 
@@ -188,7 +189,8 @@ def test_without_fastavro_an_avro_file_says_what_to_choose(
     monkeypatch.setitem(sys.modules, "fastavro", None)
     with pytest.raises(FeedFileError) as caught:
         events_of(path)
-    assert "[avro]" in caught.value.reason and "choose CSV, JSONL or Parquet" in caught.value.reason
+    assert "[avro]" in caught.value.reason
+    assert "choose CSV, JSONL or Parquet" in caught.value.reason
 
 
 def test_a_raw_record_whose_data_is_not_an_object_is_rejected_alone(tmp_path: Path) -> None:
