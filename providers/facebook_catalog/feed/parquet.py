@@ -45,7 +45,8 @@ if TYPE_CHECKING:
 
 PARQUET_EXTRA_HINT = "install the extra: pip install 'airflow-provider-facebook-catalog[parquet]'"
 #: Rows per batch: small enough to keep a batch's Python strings to a few MiB.
-BATCH_ROWS = 8192
+BATCH_ROWS = 4096
+_READ_BUFFER_BYTES = 1 << 20
 
 
 def _pyarrow() -> Any:
@@ -166,7 +167,9 @@ def _open(stream: BinaryIO, source: str) -> tuple[Any, _ParquetLayout]:
         spooled.seek(0)
         stream = spooled  # type: ignore[assignment]
     try:
-        parquet_file = pa.parquet.ParquetFile(stream)
+        # A buffered stream, not whole column chunks: a row group may be 128 MiB (Airbyte's default
+        # block size), and reading it a page at a time keeps memory to one batch.
+        parquet_file = pa.parquet.ParquetFile(stream, pre_buffer=False, buffer_size=_READ_BUFFER_BYTES)
     except (pa.ArrowException, OSError, ValueError) as exc:
         raise FeedFileError(
             source,
