@@ -6,15 +6,21 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import time
 from collections.abc import Callable
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from facebook_catalog.feed import FeedOptions
+from facebook_catalog.operators.s3_feed import read_s3_feed
 from tests.fixtures import airbyte
 from tests.fixtures.airflow import DagRunResult
+from tests.fixtures.s3 import S3Buckets
+from tests.fixtures.s3 import put as put_object
 from tests.integration.test_sync_dag import (  # noqa: F401 - fixtures
     CATALOG,
     DAG_ID,
@@ -76,3 +82,33 @@ def test_every_airbyte_layout_lands_in_the_catalog(
             "price",
             "'-1",  # the report's leading ' keeps a spreadsheet from reading a formula
         )
+
+
+def test_the_snapshot_sends_each_ids_latest_extraction_across_parts_and_formats(
+    s3_buckets: S3Buckets, tmp_path: Path
+) -> None:
+    newer = airbyte.EXTRACTED_AT_MS + 60_000
+    first = airbyte.landing_key("landing/", "jsonl.gz", part=0)
+    second = airbyte.landing_key("landing/", "parquet", part=1)
+    # The snapshot reads part 0 first; part 1, read later, holds an older extraction of p1.
+    put_object(
+        s3_buckets,
+        first,
+        airbyte.jsonl_bytes(
+            airbyte.records(airbyte.product("p1", title="Newest"), extracted_at=newer), flatten=False
+        ),
+    )
+    put_object(
+        s3_buckets,
+        second,
+        airbyte.parquet_bytes(
+            airbyte.records(airbyte.product("p1", title="Stale"), airbyte.product("p2", title="Only")),
+            flatten=True,
+        ),
+    )
+    feed = read_s3_feed(s3_buckets.hook, s3_buckets.landing, [first, second], FeedOptions(), str(tmp_path))
+    sent = {item.item_id: json.loads(item.request)["data"]["title"] for item in feed.items()}
+    feed.close()
+    assert sent == {"p1": "Newest", "p2": "Only"}
+    assert feed.duplicates == 1
+    assert [(f["key"], f["items"], f["duplicates"]) for f in feed.files] == [(first, 1, 0), (second, 2, 1)]

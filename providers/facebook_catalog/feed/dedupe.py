@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+from facebook_catalog.feed.extraction import supersedes
 from facebook_catalog.feed.model import FeedItem
 
 
@@ -26,6 +27,11 @@ def deduplicate(items: Iterable[FeedItem]) -> DeduplicatedItems:
         key = item.fields["id"]
         replaced = latest.pop(key, None)
         if replaced is not None:
+            if not supersedes(item.extracted_at, replaced.extracted_at):
+                # An older extraction read later (see feed/extraction.py): the held one stays.
+                duplicates.append(item)
+                latest[key] = replaced
+                continue
             duplicates.append(replaced)
         # Popped and re-inserted, so dict order follows the last occurrence.
         latest[key] = item
@@ -33,7 +39,10 @@ def deduplicate(items: Iterable[FeedItem]) -> DeduplicatedItems:
 
 
 def last_occurrences(
-    rows: int, partitions: Iterable[Iterable[tuple[int, int]]], same_item: Callable[[int, int], bool]
+    rows: int,
+    partitions: Iterable[Iterable[tuple[int, int]]],
+    same_item: Callable[[int, int], bool],
+    extracted_at: Callable[[int], int | None] | None = None,
 ) -> bytearray:
     """Flag, of ``rows`` rows, the ones to keep: the last occurrence of each item.
 
@@ -41,7 +50,9 @@ def last_occurrences(
     and partitioned by hash so that equal hashes share a partition: each partition is resolved
     with a dict of its own, so memory is one partition's, not a Python object per row (the spool
     keeps its partitions on disk). ``same_item(i, j)`` confirms that rows i and j with equal
-    hashes really are the same id, so a hash collision never drops a product.
+    hashes really are the same id, so a hash collision never drops a product. With
+    ``extracted_at(row)``, a later row replaces an earlier one only if it ``supersedes`` it (the
+    latest Airbyte extraction wins; see feed/extraction.py).
     """
     keep = bytearray(rows)
     for partition in partitions:
@@ -53,7 +64,8 @@ def last_occurrences(
                 continue
             for position, held in enumerate(holders):
                 if same_item(held, row):
-                    holders[position] = row
+                    if extracted_at is None or supersedes(extracted_at(row), extracted_at(held)):
+                        holders[position] = row
                     break
             else:
                 holders.append(row)

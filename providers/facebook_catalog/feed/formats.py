@@ -24,7 +24,12 @@ from typing import Any, BinaryIO
 import orjson
 
 from facebook_catalog.feed.model import FeedEvent, FeedFileError, FeedOptions, Rejection, display_value
-from facebook_catalog.feed.records import AIRBYTE_DATA_COLUMN, RecordRules
+from facebook_catalog.feed.records import (
+    AIRBYTE_DATA_COLUMN,
+    EXTRACTED_AT_COLUMN,
+    RecordRules,
+    extracted_at_ms,
+)
 
 CSV, JSONL, PARQUET, AVRO = "csv", "jsonl", "parquet", "avro"
 _EXTENSIONS: dict[str, str] = {
@@ -115,7 +120,7 @@ class _JsonLines:
             size += len(raw)
         return size
 
-    def __iter__(self) -> Iterator[tuple[int, Mapping[str, Any]] | Rejection]:
+    def __iter__(self) -> Iterator[tuple[int, Mapping[str, Any], int | None] | Rejection]:
         from facebook_catalog.feed.reader import MAX_RECORD_BYTES
 
         readline = self._stream.readline
@@ -169,13 +174,14 @@ class _JsonLines:
                     f"the line is {_json_kind(record)}, not a JSON object; each line must be one record",
                 )
                 continue
+            extracted_at = extracted_at_ms(record.get(EXTRACTED_AT_COLUMN))
             if AIRBYTE_DATA_COLUMN in record:
                 data = unwrap_airbyte_data(record[AIRBYTE_DATA_COLUMN], source, line)
                 if isinstance(data, Rejection):
                     yield data
                     continue
                 record = data
-            yield line, record
+            yield line, record, extracted_at
 
 
 def unwrap_airbyte_data(data: object, source: str, line: int) -> Mapping[str, Any] | Rejection:
@@ -229,7 +235,9 @@ def read_jsonl_ids(stream: io.BufferedIOBase, source: str, is_gzip: bool) -> Ite
 AVRO_EXTRA_HINT = "install the extra: pip install 'airflow-provider-facebook-catalog[avro]'"
 
 
-def _avro_records(stream: BinaryIO, source: str) -> Iterator[tuple[int, Mapping[str, Any]] | Rejection]:
+def _avro_records(
+    stream: BinaryIO, source: str
+) -> Iterator[tuple[int, Mapping[str, Any], int | None] | Rejection]:
     try:
         import fastavro
     except ImportError:
@@ -260,14 +268,15 @@ def _avro_records(stream: BinaryIO, source: str) -> Iterator[tuple[int, Mapping[
         if not isinstance(record, dict):
             yield Rejection(source, number, "", "", "the Avro record is not a record (object)")
             continue
+        extracted_at = extracted_at_ms(record.get(EXTRACTED_AT_COLUMN))
         if AIRBYTE_DATA_COLUMN in record:
             data = unwrap_airbyte_data(record[AIRBYTE_DATA_COLUMN], source, number)
             if isinstance(data, Rejection):
                 yield data
             else:
-                yield number, data
+                yield number, data, extracted_at
             continue
-        yield number, record
+        yield number, record, extracted_at
 
 
 def read_avro(stream: BinaryIO, source: str, options: FeedOptions) -> Iterator[FeedEvent]:

@@ -38,7 +38,7 @@ from facebook_catalog.feed.model import (
     Rejection,
 )
 from facebook_catalog.feed.normalize import RowRules, normalize_row, normalized_id
-from facebook_catalog.feed.records import AIRBYTE_DATA_COLUMN, unknown_column_warnings
+from facebook_catalog.feed.records import AIRBYTE_DATA_COLUMN, EXTRACTED_AT_COLUMN, unknown_column_warnings
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -86,6 +86,13 @@ class _ParquetLayout:
             _check_type(pa, fields[index].name, meta_field, self.types[index], source)
         self.names = [fields[index].name for index, _ in self.layout.fields]
         self.columns = [AIRBYTE_DATA_COLUMN] if self.raw else list(self.names)
+        self.extracted_at = EXTRACTED_AT_COLUMN if EXTRACTED_AT_COLUMN in names else None
+        if self.extracted_at is not None:
+            extracted_type = schema.field(EXTRACTED_AT_COLUMN).type
+            if not (pa.types.is_timestamp(extracted_type) or pa.types.is_integer(extracted_type)):
+                self.extracted_at = None
+            else:
+                self.columns.append(EXTRACTED_AT_COLUMN)
         # Rows hold the Meta fields only, in layout order: position i is layout.fields[i].
         self.rules = RowRules(
             tuple((position, field) for position, (_, field) in enumerate(self.layout.fields))
@@ -93,6 +100,17 @@ class _ParquetLayout:
         self.id_position = next(
             position for position, (_, field) in enumerate(self.layout.fields) if field == "id"
         )
+
+    def extracted_at_ms(self, batch: pa.RecordBatch) -> list[int | None] | None:
+        """``_airbyte_extracted_at`` of each row in epoch milliseconds (a timestamp-millis column)."""
+        if self.extracted_at is None:
+            return None
+        pa = _pyarrow()
+        array = batch.column(self.extracted_at)
+        if pa.types.is_timestamp(array.type):
+            array = array.cast(pa.timestamp("ms", tz=array.type.tz), safe=False).cast(pa.int64())
+        values: list[int | None] = array.to_pylist()
+        return values
 
     def text_columns(self, batch: pa.RecordBatch) -> list[list[str]]:
         pa = _pyarrow()
@@ -178,7 +196,9 @@ def _open(stream: BinaryIO, source: str) -> tuple[Any, _ParquetLayout]:
     return parquet_file, _ParquetLayout(parquet_file.schema_arrow, source)
 
 
-def _batches(parquet_file: Any, layout: _ParquetLayout, source: str) -> Iterator[list[list[str]]]:
+def _batches(
+    parquet_file: Any, layout: _ParquetLayout, source: str
+) -> Iterator[tuple[list[list[str]], list[int | None] | None]]:
     pa = _pyarrow()
     done = 0
     batches = parquet_file.iter_batches(batch_size=BATCH_ROWS, columns=layout.columns, use_threads=False)
@@ -186,6 +206,7 @@ def _batches(parquet_file: Any, layout: _ParquetLayout, source: str) -> Iterator
         try:
             batch = next(batches)
             texts = layout.text_columns(batch)
+            extracted = layout.extracted_at_ms(batch)
         except StopIteration:
             return
         except (pa.ArrowException, OSError, ValueError) as exc:
@@ -195,7 +216,7 @@ def _batches(parquet_file: Any, layout: _ParquetLayout, source: str) -> Iterator
                 "the file is incomplete or damaged",
             ) from None
         done += batch.num_rows
-        yield texts
+        yield texts, extracted
 
 
 def read_parquet(stream: BinaryIO, source: str, options: FeedOptions) -> Iterator[FeedEvent]:
@@ -205,7 +226,8 @@ def read_parquet(stream: BinaryIO, source: str, options: FeedOptions) -> Iterato
     rules = layout.rules
     id_position = layout.id_position
     number = 0
-    for texts in _batches(parquet_file, layout, source):
+    for texts, extracted in _batches(parquet_file, layout, source):
+        start = number
         for row in zip(*texts, strict=True):
             number += 1
             fields, problems = normalize_row(row, rules, options)
@@ -215,7 +237,9 @@ def read_parquet(stream: BinaryIO, source: str, options: FeedOptions) -> Iterato
                     kind = FeedWarning if problem.is_warning else Rejection
                     yield kind(source, number, problem.field, problem.value, problem.reason, item_id)
             if fields is not None:
-                yield FeedItem(source, number, fields)
+                yield FeedItem(
+                    source, number, fields, None if extracted is None else extracted[number - start - 1]
+                )
 
 
 def read_parquet_ids(stream: BinaryIO, source: str) -> Iterator[tuple[int, str]]:
@@ -224,7 +248,7 @@ def read_parquet_ids(stream: BinaryIO, source: str) -> Iterator[tuple[int, str]]
     parquet_file, layout = _open(stream, source)
     id_position = layout.id_position
     number = 0
-    for texts in _batches(parquet_file, layout, source):
+    for texts, _ in _batches(parquet_file, layout, source):
         for cell in texts[id_position]:
             number += 1
             item_id = normalized_id(cell)

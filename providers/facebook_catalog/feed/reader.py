@@ -55,7 +55,13 @@ from facebook_catalog.feed.normalize import (
     normalize_values,
     normalized_id,
 )
-from facebook_catalog.feed.records import AIRBYTE_DATA_COLUMN, RecordRules, unknown_column_warnings
+from facebook_catalog.feed.records import (
+    AIRBYTE_DATA_COLUMN,
+    EXTRACTED_AT_COLUMN,
+    RecordRules,
+    extracted_at_ms,
+    unknown_column_warnings,
+)
 
 if TYPE_CHECKING:
     from _typeshed import WriteableBuffer
@@ -422,10 +428,11 @@ def _records(reader: Iterator[list[str]], lines: _PhysicalLines) -> Iterator[lis
 
 def _raw_records(
     reader: Iterator[list[str]], lines: _PhysicalLines, layout: ColumnLayout, data_index: int, source: str
-) -> Iterator[tuple[int, Mapping[str, Any]] | Rejection]:
+) -> Iterator[tuple[int, Mapping[str, Any], int | None] | Rejection]:
     """Airbyte's raw CSV ("No flattening"): each row's record, parsed from its _airbyte_data JSON,
-    as (line, record), or the Rejection of a row that holds none."""
+    as (line, record, extracted_at), or the Rejection of a row that holds none."""
     width = layout.width
+    extracted_index = _extracted_at_index(layout)
     for row in _records(reader, lines):
         line = lines.record_start
         if isinstance(row, csv.Error):
@@ -458,7 +465,14 @@ def _raw_records(
         if isinstance(data, Rejection):
             yield data
             continue
-        yield line, data
+        yield line, data, None if extracted_index is None else extracted_at_ms(row[extracted_index])
+
+
+def _extracted_at_index(layout: ColumnLayout) -> int | None:
+    return next(
+        (index for index, name in enumerate(layout.header) if name.strip().lower() == EXTRACTED_AT_COLUMN),
+        None,
+    )
 
 
 def _open_feed(
@@ -539,6 +553,7 @@ def _read_rows(
     width = layout.width
     rules = RowRules(layout.fields)
     id_index = layout.id_index
+    extracted_index = _extracted_at_index(layout)
     for row in _records(reader, lines):
         if isinstance(row, csv.Error):
             yield Rejection(source, lines.record_start, "", "", _malformed_reason(str(row), lines))
@@ -567,7 +582,10 @@ def _read_rows(
             else:
                 yield Rejection(source, line, problem.field, problem.value, problem.reason, item_id)
         if fields is not None:
-            yield FeedItem(source, line, fields)
+            if extracted_index is None:
+                yield FeedItem(source, line, fields)
+            else:
+                yield FeedItem(source, line, fields, extracted_at_ms(row[extracted_index]))
 
 
 def _item_id(cell: str) -> str:

@@ -187,7 +187,9 @@ class RecordRules:
             return None
         return normalized_id(text)
 
-    def events(self, line: int, record: Mapping[str, Any]) -> Iterator[FeedEvent]:
+    def events(
+        self, line: int, record: Mapping[str, Any], extracted_at: int | None = None
+    ) -> Iterator[FeedEvent]:
         """The events of one record: a FeedItem, or a Rejection per problem, plus warnings."""
         warnings: list[FeedWarning] = []
         layout = self._layout(record, line, warnings)
@@ -225,7 +227,7 @@ class RecordRules:
             else:
                 yield Rejection(self.source, line, problem.field, problem.value, problem.reason, id_text)
         if fields is not None:
-            yield FeedItem(self.source, line, fields)
+            yield FeedItem(self.source, line, fields, extracted_at)
 
 
 def extracted_at_ms(value: object) -> int | None:

@@ -12,6 +12,7 @@ from collections.abc import Iterator, Sequence
 from typing import TextIO
 
 from facebook_catalog.feed.currencies import ISO_4217_CODES
+from facebook_catalog.feed.extraction import supersedes
 from facebook_catalog.feed.fields import CONDITION_VALUES, enum_key
 from facebook_catalog.feed.model import (
     FeedEvent,
@@ -93,7 +94,7 @@ def _events(path: str, options: FeedOptions) -> Iterator[FeedEvent]:
 def validate_files(paths: Sequence[str], options: FeedOptions, out: TextIO) -> int:
     """Print every problem of every file, then one count line per file; return the exit status."""
     # id -> (index of the file, line) of the occurrence that would be sent so far.
-    latest: dict[str, tuple[int, int]] = {}
+    latest: dict[str, tuple[int, int, int | None]] = {}
     tallies: list[FeedTally] = []
     duplicates = [0] * len(paths)
     errors: list[str | None] = []
@@ -102,7 +103,8 @@ def validate_files(paths: Sequence[str], options: FeedOptions, out: TextIO) -> i
         source = sources[index]
         tally = FeedTally(source)
         tallies.append(tally)
-        in_file: dict[str, int] = {}
+        # id -> (line, extracted_at) of the occurrence this file would send.
+        in_file: dict[str, tuple[int, int | None]] = {}
         error: str | None = None
         try:
             for event in _events(path, options):
@@ -111,12 +113,19 @@ def validate_files(paths: Sequence[str], options: FeedOptions, out: TextIO) -> i
                     earlier = in_file.get(event.id)
                     if earlier is not None:
                         duplicates[index] += 1
+                        if not supersedes(event.extracted_at, earlier[1]):
+                            _print(
+                                out,
+                                f"{source} line {event.line}: duplicate id '{event.id}': line {earlier[0]} "
+                                "has a later _airbyte_extracted_at and is the one sent",
+                            )
+                            continue
                         _print(
                             out,
-                            f"{source} line {earlier}: duplicate id '{event.id}': replaced by line "
+                            f"{source} line {earlier[0]}: duplicate id '{event.id}': replaced by line "
                             f"{event.line}, which is the one sent",
                         )
-                    in_file[event.id] = event.line
+                    in_file[event.id] = (event.line, event.extracted_at)
                 else:
                     _print(out, event.message())
         except FeedFileError as exc:
@@ -129,17 +138,25 @@ def validate_files(paths: Sequence[str], options: FeedOptions, out: TextIO) -> i
         if error is not None:
             # A file that cannot be read is not synced at all, so it replaces nothing.
             continue
-        for item_id, line in in_file.items():
+        for item_id, (line, extracted_at) in in_file.items():
             earlier_place = latest.get(item_id)
             if earlier_place is not None:
-                earlier_index, earlier_line = earlier_place
+                earlier_index, earlier_line, earlier_extracted_at = earlier_place
+                if not supersedes(extracted_at, earlier_extracted_at):
+                    duplicates[index] += 1
+                    _print(
+                        out,
+                        f"{source} line {line}: duplicate id '{item_id}': {sources[earlier_index]} line "
+                        f"{earlier_line} has a later _airbyte_extracted_at and is the one sent",
+                    )
+                    continue
                 duplicates[earlier_index] += 1
                 _print(
                     out,
                     f"{sources[earlier_index]} line {earlier_line}: duplicate id '{item_id}': replaced by "
                     f"{source} line {line}, which is the one sent",
                 )
-            latest[item_id] = (index, line)
+            latest[item_id] = (index, line, extracted_at)
 
     summaries = [
         tally.summary(duplicates=duplicate_count, error=error)

@@ -10,7 +10,15 @@ from pathlib import Path
 
 import pytest
 
-from facebook_catalog.feed import FeedFileError, FeedItem, FeedOptions, FeedWarning, Rejection, read_feed_file
+from facebook_catalog.feed import (
+    FeedFileError,
+    FeedItem,
+    FeedOptions,
+    FeedWarning,
+    Rejection,
+    deduplicate,
+    read_feed_file,
+)
 from facebook_catalog.feed.reader import read_feed, read_feed_file_ids
 from facebook_catalog.feed.validate import validate_files
 from tests.fixtures import airbyte
@@ -231,3 +239,40 @@ def test_validate_gives_the_same_answers_for_the_new_formats(tmp_path: Path) -> 
         line = 5 if "csv" in name else 4
         assert f"{path} line {line}: field 'price' value '-5': is negative" in text
         assert f"{path}: 6 rows read, 4 good, 2 rejected" in text
+
+
+def test_the_latest_extraction_wins_across_files_and_formats_ties_by_reading_order(tmp_path: Path) -> None:
+    newer = airbyte.EXTRACTED_AT_MS + 3_600_000
+    files = [
+        # Read first, extracted last: its p1 is the one to send.
+        write(
+            tmp_path,
+            "jsonl.gz-raw",
+            airbyte.records(airbyte.product("p1", title="Newest"), extracted_at=newer),
+        ),
+        # Read later but extracted earlier (a part uploaded late): its p1 is stale; p2 ties with
+        # the next file's p2 and loses to it by reading order.
+        write(
+            tmp_path,
+            "parquet-flat",
+            airbyte.records(airbyte.product("p1", title="Stale"), airbyte.product("p2", title="First")),
+        ),
+        write(tmp_path, "csv-flat", airbyte.records(airbyte.product("p2", title="Second"))),
+    ]
+    items = [e for path in files for e in events_of(path) if isinstance(e, FeedItem)]
+    assert [item.extracted_at for item in items] == [newer] + [airbyte.EXTRACTED_AT_MS] * 3
+    result = deduplicate(items)
+    assert {item.id: item.fields["title"] for item in result.items} == {"p1": "Newest", "p2": "Second"}
+    assert sorted((item.id, item.fields["title"]) for item in result.duplicates) == [
+        ("p1", "Stale"),
+        ("p2", "First"),
+    ]
+
+    out = io.StringIO()
+    validate_files([str(path) for path in files], FeedOptions(), out)
+    text = out.getvalue()
+    stale = f"{files[1]} line 1: duplicate id 'p1': {files[0]} line 1 has a later _airbyte_extracted_at"
+    assert f"{stale} and is the one sent" in text
+    assert (
+        f"{files[1]} line 2: duplicate id 'p2': replaced by {files[2]} line 2, which is the one sent" in text
+    )
