@@ -45,7 +45,6 @@ _EXTENSIONS: dict[str, str] = {
 _COMPRESSION_SUFFIXES = (".gz", ".gzip")
 PARQUET_MAGIC = b"PAR1"
 AVRO_MAGIC = b"Obj\x01"
-_GZIP_MAGIC = b"\x1f\x8b"
 _UTF8_BOM = b"\xef\xbb\xbf"
 _NAMES = {CSV: "CSV", JSONL: "JSON Lines", PARQUET: "Parquet", AVRO: "Avro"}
 
@@ -174,14 +173,20 @@ class _JsonLines:
                     f"the line is {_json_kind(record)}, not a JSON object; each line must be one record",
                 )
                 continue
-            extracted_at = extracted_at_ms(record.get(EXTRACTED_AT_COLUMN))
-            if AIRBYTE_DATA_COLUMN in record:
-                data = unwrap_airbyte_data(record[AIRBYTE_DATA_COLUMN], source, line)
-                if isinstance(data, Rejection):
-                    yield data
-                    continue
-                record = data
-            yield line, record, extracted_at
+            yield product_record(record, source, line)
+
+
+def product_record(
+    record: Mapping[str, Any], source: str, line: int
+) -> tuple[int, Mapping[str, Any], int | None] | Rejection:
+    """(line, the product, its _airbyte_extracted_at) of one Airbyte record, raw or flattened."""
+    extracted_at = extracted_at_ms(record.get(EXTRACTED_AT_COLUMN))
+    if AIRBYTE_DATA_COLUMN not in record:
+        return line, record, extracted_at
+    data = unwrap_airbyte_data(record[AIRBYTE_DATA_COLUMN], source, line)
+    if isinstance(data, Rejection):
+        return data
+    return line, data, extracted_at
 
 
 def unwrap_airbyte_data(data: object, source: str, line: int) -> Mapping[str, Any] | Rejection:
@@ -268,15 +273,7 @@ def _avro_records(
         if not isinstance(record, dict):
             yield Rejection(source, number, "", "", "the Avro record is not a record (object)")
             continue
-        extracted_at = extracted_at_ms(record.get(EXTRACTED_AT_COLUMN))
-        if AIRBYTE_DATA_COLUMN in record:
-            data = unwrap_airbyte_data(record[AIRBYTE_DATA_COLUMN], source, number)
-            if isinstance(data, Rejection):
-                yield data
-            else:
-                yield number, data, extracted_at
-            continue
-        yield number, record, extracted_at
+        yield product_record(record, source, number)
 
 
 def read_avro(stream: BinaryIO, source: str, options: FeedOptions) -> Iterator[FeedEvent]:

@@ -124,14 +124,20 @@ def _read_head(stream: BinaryIO, size: int) -> bytes:
     return head
 
 
-def _open_bytes(stream: BinaryIO, source: str) -> tuple[io.BufferedIOBase, bool]:
-    """The decompressed byte stream and whether it was gzip."""
+def _read_start(stream: BinaryIO, source: str, size: int) -> bytes:
+    """The first ``size`` bytes of a file that has some; a file error for none or a failed read."""
     try:
-        head = _read_head(stream, len(_GZIP_MAGIC))
+        head = _read_head(stream, size)
     except OSError as exc:
         raise FeedFileError(source, f"the file cannot be read: {exc}") from None
     if not head:
         raise FeedFileError(source, "the file is empty (0 bytes)")
+    return head
+
+
+def _open_bytes(stream: BinaryIO, source: str) -> tuple[io.BufferedIOBase, bool]:
+    """The decompressed byte stream and whether it was gzip."""
+    head = _read_start(stream, source, len(_GZIP_MAGIC))
     buffered = io.BufferedReader(_PrefixedStream(head, stream), _READ_BUFFER_BYTES)
     if head == _GZIP_MAGIC:
         return gzip.GzipFile(fileobj=buffered, mode="rb"), True
@@ -367,12 +373,7 @@ def _open_format(stream: BinaryIO, source: str) -> tuple[str, Any]:
     """The file's format and what its reader takes: the binary stream from its first byte
     (Parquet, Avro) or the decompressed byte stream and whether it was gzip (CSV, JSON Lines)."""
     named = format_by_name(source)
-    try:
-        head = _read_head(stream, len(PARQUET_MAGIC))
-    except OSError as exc:
-        raise FeedFileError(source, f"the file cannot be read: {exc}") from None
-    if not head:
-        raise FeedFileError(source, "the file is empty (0 bytes)")
+    head = _read_start(stream, source, len(PARQUET_MAGIC))
     if head in (PARQUET_MAGIC, AVRO_MAGIC) or named in (PARQUET, AVRO):
         found = format_by_content(head, head.lstrip())
         if named is not None and found != named:

@@ -180,25 +180,21 @@ def test_parquet_from_a_pipe_is_read_too() -> None:
     assert [e.id for e in events if isinstance(e, FeedItem)] == ["1", "2"]
 
 
-def test_without_pyarrow_a_parquet_file_names_the_extra(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize(
+    ("layout", "module", "message"),
+    [
+        ("parquet-flat", "pyarrow", "pip install 'airflow-provider-facebook-catalog[parquet]'"),
+        ("avro-flat", "fastavro", "[avro]'), or choose CSV, JSONL or Parquet"),
+    ],
+)
+def test_without_its_extra_a_parquet_or_avro_file_names_what_to_install(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, layout: str, module: str, message: str
 ) -> None:
-    path = write(tmp_path, "parquet-flat", airbyte.records(airbyte.product(1)))
-    monkeypatch.setitem(sys.modules, "pyarrow", None)
+    path = write(tmp_path, layout, airbyte.records(airbyte.product(1)))
+    monkeypatch.setitem(sys.modules, module, None)
     with pytest.raises(FeedFileError) as caught:
         events_of(path)
-    assert "pip install 'airflow-provider-facebook-catalog[parquet]'" in caught.value.reason
-
-
-def test_without_fastavro_an_avro_file_says_what_to_choose(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    path = write(tmp_path, "avro-flat", airbyte.records(airbyte.product(1)))
-    monkeypatch.setitem(sys.modules, "fastavro", None)
-    with pytest.raises(FeedFileError) as caught:
-        events_of(path)
-    assert "[avro]" in caught.value.reason
-    assert "choose CSV, JSONL or Parquet" in caught.value.reason
+    assert message in caught.value.reason
 
 
 def test_a_raw_record_whose_data_is_not_an_object_is_rejected_alone(tmp_path: Path) -> None:
