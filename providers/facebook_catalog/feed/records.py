@@ -144,6 +144,7 @@ class _RecordLayout:
         self.layout = layout_columns(keys)
         self.rules = RowRules(self.layout.fields)
         self.id_index = next((index for index, field in self.layout.fields if field == "id"), None)
+        self.id_key = None if self.id_index is None else keys[self.id_index]
         self.duplicated = self.layout.duplicated
 
 
@@ -157,75 +158,77 @@ class RecordRules:
         self._layouts: dict[tuple[str, ...], _RecordLayout] = {}
         self._warned: set[str] = set()
 
-    def _layout(self, record: Mapping[str, Any], line: int, warnings: list[FeedWarning]) -> _RecordLayout:
+    def _new_layout(self, keys: tuple[str, ...], line: int) -> tuple[_RecordLayout, list[FeedWarning]]:
+        """The layout of a key order not seen before, and warnings for its unknown columns."""
+        found = _RecordLayout(keys)
+        if len(self._layouts) < 256:
+            self._layouts[keys] = found
+        warnings: list[FeedWarning] = []
+        fresh = [(index, name) for index, name in found.layout.unknown if name not in self._warned]
+        if fresh:
+            self._warned.update(name for _, name in fresh)
+            partial = ColumnLayout(0, (), (), tuple(fresh), (), ())
+            warnings.extend(unknown_column_warnings(partial, self.source, line))
+        return found, warnings
+
+    def item_id(self, record: Mapping[str, Any]) -> str | None:
+        """The normalized id of a record, or None when its id alone rejects it (read_feed_ids)."""
         keys = tuple(record)
         found = self._layouts.get(keys)
         if found is None:
             found = _RecordLayout(keys)
             if len(self._layouts) < 256:
                 self._layouts[keys] = found
-            fresh = [(index, name) for index, name in found.layout.unknown if name not in self._warned]
-            if fresh:
-                self._warned.update(name for _, name in fresh)
-                partial = ColumnLayout(0, (), (), tuple(fresh), (), ())
-                warnings.extend(unknown_column_warnings(partial, self.source, line))
-        return found
-
-    def item_id(self, record: Mapping[str, Any]) -> str | None:
-        """The normalized id of a record, or None when its id alone rejects it (read_feed_ids)."""
-        found = self._layouts.get(tuple(record))
-        if found is None:
-            found = _RecordLayout(tuple(record))
-            if len(self._layouts) < 256:
-                self._layouts[tuple(record)] = found
-        if found.id_index is None or found.duplicated:
+        if found.id_key is None or found.duplicated:
             return None
-        value = list(record.values())[found.id_index]
+        value = record[found.id_key]
         try:
             text = value_text(value, "id")
         except UnsupportedValue:
             return None
         return normalized_id(text)
 
+    def _id_text(self, layout: _RecordLayout, values: list[Any]) -> str:
+        if layout.id_index is None:
+            return ""
+        raw_id = values[layout.id_index]
+        return display_value(raw_id.strip() if isinstance(raw_id, str) else str(raw_id), 100)
+
     def events(
         self, line: int, record: Mapping[str, Any], extracted_at: int | None = None
     ) -> Iterator[FeedEvent]:
         """The events of one record: a FeedItem, or a Rejection per problem, plus warnings."""
-        warnings: list[FeedWarning] = []
-        layout = self._layout(record, line, warnings)
-        yield from warnings
+        keys = tuple(record)
+        layout = self._layouts.get(keys)
+        if layout is None:
+            layout, warnings = self._new_layout(keys, line)
+            yield from warnings
         values = list(record.values())
-        id_text = ""
-        if layout.id_index is not None:
-            raw_id = values[layout.id_index]
-            id_text = (
-                display_value(raw_id.strip(), 100)
-                if isinstance(raw_id, str)
-                else display_value(str(raw_id), 100)
-            )
         if layout.duplicated:
+            id_text = self._id_text(layout, values)
             for field, names in layout.duplicated:
                 listed = " and ".join(f"'{display_value(name, 40)}'" for name in names)
                 yield Rejection(self.source, line, field, "", f"is given twice, as {listed}", id_text)
             return
-        bad = False
+        bad: list[tuple[str, UnsupportedValue]] = []
         for index, field in layout.layout.fields:
             value = values[index]
-            if type(value) is str:
-                continue
-            try:
-                values[index] = value_text(value, field)
-            except UnsupportedValue as unsupported:
-                bad = True
-                yield Rejection(self.source, line, field, unsupported.shown, unsupported.reason, id_text)
+            if type(value) is not str:
+                try:
+                    values[index] = value_text(value, field)
+                except UnsupportedValue as unsupported:
+                    bad.append((field, unsupported))
         if bad:
+            id_text = self._id_text(layout, values)
+            for field, problem_value in bad:
+                yield Rejection(self.source, line, field, problem_value.shown, problem_value.reason, id_text)
             return
         fields, problems = normalize_row(values, layout.rules, self.options)
-        for problem in problems:
-            if problem.is_warning:
-                yield FeedWarning(self.source, line, problem.field, problem.value, problem.reason, id_text)
-            else:
-                yield Rejection(self.source, line, problem.field, problem.value, problem.reason, id_text)
+        if problems:
+            id_text = self._id_text(layout, values)
+            for problem in problems:
+                kind = FeedWarning if problem.is_warning else Rejection
+                yield kind(self.source, line, problem.field, problem.value, problem.reason, id_text)
         if fields is not None:
             yield FeedItem(self.source, line, fields, extracted_at)
 
@@ -242,9 +245,11 @@ def extracted_at_ms(value: object) -> int | None:
             value = value.replace(tzinfo=datetime.timezone.utc)
         return int(value.timestamp() * 1000)
     if isinstance(value, str):
+        try:
+            return int(value)  # Airbyte's CSV: bare epoch milliseconds
+        except ValueError:
+            pass
         text = value.strip()
-        if text.isdigit():
-            return int(text)
         try:
             parsed = datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
         except ValueError:
