@@ -9,9 +9,10 @@ PostgreSQL NUMERIC and float8 both arrive as double.
 Decisions (see feed/README.md):
 
 - Only the Meta-field columns are read, one record batch (at most one row group) at a time, so
-  memory is one batch of those columns whatever the file's size. Arrow casts each column to text
-  in C (``25000.0`` -> ``25000``, booleans -> ``true``); then every row goes through the same
-  positional rules as a CSV row.
+  memory is one batch of those columns whatever the file's size. Each column becomes text as
+  records.value_text makes it for JSON (``25000.0`` -> ``25000``, booleans -> ``true``); then
+  every row goes through the same positional rules as a CSV row. Arrow's compute kernels are not
+  used: their first call alone costs a process some 45 MiB.
 - The schema is the file's, so a missing required column, two columns meaning one field, or a
   Meta field of a type with no text form (a struct, a map, binary; a list outside
   ``additional_image_link``) is a file error, as a bad CSV header is. A file with 0 rows is a
@@ -38,7 +39,13 @@ from facebook_catalog.feed.model import (
     Rejection,
 )
 from facebook_catalog.feed.normalize import RowRules, normalize_row, normalized_id
-from facebook_catalog.feed.records import AIRBYTE_DATA_COLUMN, EXTRACTED_AT_COLUMN, unknown_column_warnings
+from facebook_catalog.feed.records import (
+    AIRBYTE_DATA_COLUMN,
+    EXTRACTED_AT_COLUMN,
+    extracted_at_ms,
+    unknown_column_warnings,
+    value_text,
+)
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -52,7 +59,6 @@ _READ_BUFFER_BYTES = 1 << 20
 def _pyarrow() -> Any:
     try:
         import pyarrow
-        import pyarrow.compute
         import pyarrow.parquet
     except ImportError:
         raise ImportError(f"reading Parquet needs pyarrow ({PARQUET_EXTRA_HINT})") from None
@@ -107,26 +113,42 @@ class _ParquetLayout:
             return None
         pa = _pyarrow()
         array = batch.column(self.extracted_at)
-        if pa.types.is_timestamp(array.type):
-            array = array.cast(pa.timestamp("ms", tz=array.type.tz), safe=False).cast(pa.int64())
-        values: list[int | None] = array.to_pylist()
-        return values
+        if pa.types.is_timestamp(array.type) and array.type.unit == "ms":
+            values: list[int | None] = array.view(pa.int64()).to_pylist()
+            return values
+        return [extracted_at_ms(value) for value in array.to_pylist()]
 
     def text_columns(self, batch: pa.RecordBatch) -> list[list[str]]:
+        """Each Meta field's values in the batch as text ("" for null), column by column.
+
+        Strings come as they are and other types through records.value_text, in Python rather
+        than Arrow's compute kernels: their first use costs a process some 45 MiB of resident
+        memory, more than a batch of text."""
         pa = _pyarrow()
-        pc = pa.compute
         if self.raw:
             data = batch.column(AIRBYTE_DATA_COLUMN)
-            arrays = [pc.struct_field(data, [name]) for name in self.names]
+            arrays = [data.field(name) for name in self.names]
+            if data.null_count:
+                # A null record: its fields are null too, whatever the children hold.
+                valid = [value is not None for value in data.to_pylist()]
+                arrays = [
+                    pa.array([v if ok else None for v, ok in zip(a.to_pylist(), valid, strict=True)], a.type)
+                    for a in arrays
+                ]
         else:
             arrays = [batch.column(name) for name in self.names]
         texts = []
-        for array in arrays:
-            if pa.types.is_list(array.type) or pa.types.is_large_list(array.type):
-                array = pc.binary_join(array, ",")
-            elif not pa.types.is_string(array.type):
-                array = pc.cast(array, pa.string())
-            texts.append(pc.fill_null(array, "").to_pylist())
+        for array, (_, field) in zip(arrays, self.layout.fields, strict=True):
+            values = array.to_pylist()
+            kind = array.type
+            if pa.types.is_string(kind) or pa.types.is_large_string(kind):
+                if array.null_count:
+                    values = ["" if value is None else value for value in values]
+            elif pa.types.is_list(kind) or pa.types.is_large_list(kind):
+                values = ["" if value is None else ",".join(value) for value in values]
+            else:
+                values = [value_text(value, field) for value in values]
+            texts.append(values)
         return texts
 
 
