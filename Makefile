@@ -60,7 +60,8 @@ mwaa-bundle: venv
 .PHONY: bench
 
 # The benchmarks (benchmarks/README.md): real Airflow processes on the local PostgreSQL, moto S3
-# and the Graph API emulator. Each script prints a table and appends it to benchmarks/RESULTS.md.
+# and the Graph API emulator. Each script rewrites its own table at the head of benchmarks/RESULTS.md
+# and appends its full dated section to benchmarks/HISTORY.md.
 # Takes about 15 minutes (the 1,000,000-product feed run included); `.ci/run` starts PostgreSQL.
 bench: venv
 	$(BIN)/python -m benchmarks.worker_slot

@@ -1,4 +1,8 @@
-"""What every benchmark shares: options, result tables and RESULTS.md, test data, servers, children.
+"""What every benchmark shares: options, result tables and recording, test data, servers, children.
+
+Recording (:func:`record`): a run appends its full dated section to HISTORY.md and rewrites its
+own block at the head of RESULTS.md (between ``<!-- bench:<script> -->`` and ``<!-- /bench -->``),
+so RESULTS.md always shows each benchmark's latest figures and the history keeps every run.
 
 Servers come from the project's own code: the Graph API emulator (``EmulatorServer``, here with a
 middleware that adds up the seconds the emulator itself spends on each call), a moto S3 server
@@ -15,6 +19,7 @@ import importlib.metadata
 import json
 import os
 import platform
+import re
 import resource
 import shlex
 import statistics
@@ -37,6 +42,7 @@ if TYPE_CHECKING:
 REPO_ROOT = Path(__file__).resolve().parent.parent
 BENCH_DIR = REPO_ROOT / "benchmarks"
 RESULTS_PATH = BENCH_DIR / "RESULTS.md"
+HISTORY_NAME = "HISTORY.md"
 PYTHON = sys.executable
 AIRFLOW = str(Path(sys.executable).parent / "airflow")
 RESULT_MARKER = "BENCH-RESULT "
@@ -50,7 +56,7 @@ DEFAULT_CONN_ID = "facebook_catalog_default"
 
 
 # --------------------------------------------------------------------------------------------
-# Options, tables and RESULTS.md
+# Options, tables, RESULTS.md and HISTORY.md
 # --------------------------------------------------------------------------------------------
 def argument_parser(description: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=description)
@@ -61,7 +67,13 @@ def argument_parser(description: str) -> argparse.ArgumentParser:
         "--results",
         type=Path,
         default=RESULTS_PATH,
-        help="Markdown file the result is appended to (default: %(default)s)",
+        help="Markdown file whose table for this benchmark the run rewrites (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--history",
+        type=Path,
+        help=f"Markdown file the run's full dated section is appended to (default: {HISTORY_NAME} "
+        "beside --results)",
     )
     parser.add_argument("--no-record", action="store_true", help="print the result only")
     return parser
@@ -136,20 +148,41 @@ def environment_line(extra_packages: Sequence[str] = ()) -> str:
     )
 
 
+@dataclass(frozen=True)
+class Headline:
+    """One row of a benchmark's table at the head of RESULTS.md: a figure, its target, the verdict."""
+
+    figure: str
+    latest: str
+    target: str
+    verdict: str = "-"
+
+
 @dataclass
 class Report:
-    """One benchmark's result: what ran, its tables, and what they mean."""
+    """One benchmark's result: what ran, its tables, and what they mean.
 
+    ``name`` (the script's module name) names its block at the head of RESULTS.md;
+    ``headlines`` are that block's rows, the figures a reader looks for first.
+    """
+
+    name: str
     title: str
     tables: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    headlines: list[Headline] = field(default_factory=list)
     extra_packages: Sequence[str] = ()
     started: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
 
+    @property
+    def heading(self) -> str:
+        return f"{self.title} — {self.started.strftime('%Y-%m-%d %H:%M UTC')}"
+
     def render(self) -> str:
+        """The full dated section, as HISTORY.md keeps it."""
         command = shlex.join([Path(sys.executable).name, "-m", *_module_argv()])
         lines = [
-            f"## {self.title} — {self.started.strftime('%Y-%m-%d %H:%M UTC')}",
+            f"## {self.heading}",
             "",
             f"Machine: {environment_line(self.extra_packages)}  ",
             f"Code: {code_version()} · Command: `{command}`",
@@ -159,6 +192,23 @@ class Report:
             lines.extend([table, ""])
         lines.extend(f"- {note}" for note in self.notes)
         return "\n".join(lines).rstrip() + "\n"
+
+    def head_block(self, history_link: str) -> str:
+        """This benchmark's block at the head of RESULTS.md, markers included."""
+        rows = [(h.figure, h.latest, h.target, h.verdict) for h in self.headlines]
+        return "\n".join(
+            [
+                head_marker(self.name),
+                f"## {self.title}",
+                "",
+                markdown_table(["figure", "latest", "target", "verdict"], rows),
+                "",
+                f"Measured {self.started.strftime('%Y-%m-%d %H:%M UTC')} · {code_version()} · "
+                f"{os.cpu_count()} CPUs ({cpu_model()}) · "
+                f"[full section]({history_link}#{github_anchor(self.heading)})",
+                HEAD_END,
+            ]
+        )
 
 
 def code_version() -> str:
@@ -187,26 +237,70 @@ def _module_argv() -> list[str]:
 
 
 def record(report: Report, args: argparse.Namespace) -> str:
-    """Print the report and append it to the results file (unless --no-record)."""
+    """Print the report; unless --no-record, append its full section to the history file and
+    put its headline table in its own block at the head of the results file."""
     text = report.render()
     print("\n" + text, flush=True)
     if not args.no_record:
-        path = Path(args.results)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        new = not path.exists() or path.stat().st_size == 0
-        with path.open("a", encoding="utf-8") as out:
-            if new:
-                out.write(RESULTS_HEADER)
-            out.write("\n" + text)
-        print(f"(appended to {path})", flush=True)
+        results = Path(args.results)
+        history = Path(args.history) if args.history else results.with_name(HISTORY_NAME)
+        _append_section(history, text)
+        link = Path(os.path.relpath(history, results.parent)).as_posix()
+        _replace_head_block(results, report.name, report.head_block(link))
+        print(f"(appended to {history}; {results} now shows this run's table)", flush=True)
     return text
+
+
+def head_marker(name: str) -> str:
+    return f"<!-- bench:{name} -->"
+
+
+HEAD_END = "<!-- /bench -->"
+
+
+def github_anchor(heading: str) -> str:
+    """The id GitHub gives a Markdown heading: lower case, punctuation dropped, spaces as hyphens."""
+    return re.sub(r"[^\w\- ]", "", heading.lower()).replace(" ", "-")
+
+
+def _append_section(path: Path, section: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    new = not path.exists() or path.stat().st_size == 0
+    with path.open("a", encoding="utf-8") as out:
+        out.write((HISTORY_HEADER if new else "") + "\n" + section)
+
+
+def _replace_head_block(path: Path, name: str, block: str) -> None:
+    """Put ``block`` in place of this benchmark's block (or after the last one, the first time);
+    every other line of the file stays as it was."""
+    text = path.read_text(encoding="utf-8") if path.exists() else RESULTS_HEADER
+    start = head_marker(name)
+    if start in text:
+        before, rest = text.split(start, 1)
+        if HEAD_END not in rest:
+            raise ValueError(f"{path}: the block {start} has no closing {HEAD_END}")
+        after = rest.split(HEAD_END, 1)[1]
+        text = before + block + after
+    else:
+        text = text.rstrip("\n") + "\n\n" + block + "\n"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(text, encoding="utf-8")
+    partial.replace(path)
 
 
 RESULTS_HEADER = """# Benchmark results
 
-Appended by the scripts in `benchmarks/` (`make bench`), newest last. Each section names the
-date, the machine, the versions and the exact command; benchmarks/README.md explains how each
+The latest figures of each benchmark in `benchmarks/` against its target. Each script rewrites its
+own table when it runs (`make bench`) and appends its full dated section (machine, versions,
+command, every table and note) to [HISTORY.md](HISTORY.md); benchmarks/README.md explains how each
 figure is measured and how to read it.
+"""
+
+HISTORY_HEADER = """# Benchmark history
+
+Every recorded benchmark run, oldest first: each script appends its full dated section at the end \
+(sections marked "by hand" analyse the runs above them); [RESULTS.md](RESULTS.md) gives the latest figures.
 """
 
 

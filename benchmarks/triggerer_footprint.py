@@ -39,6 +39,7 @@ from typing import Any
 from benchmarks._airflow import BENCH_DAGS_DIR, airflow_deployment
 from benchmarks._common import (
     REPO_ROOT,
+    Headline,
     Report,
     argument_parser,
     catalog_connection,
@@ -92,7 +93,7 @@ def child_fleet(args: argparse.Namespace) -> dict[str, Any]:
     from sqlalchemy import select
 
     from benchmarks._loop_lag import LoopLagTrigger
-    from facebook_catalog.feed.batching import encode_requests, item_request
+    from facebook_catalog.feed.batching import encoded_update
     from facebook_catalog.hooks.catalog import FacebookCatalogHook
     from facebook_catalog.triggers.items_batch import FacebookCatalogBatchStatusTrigger
 
@@ -112,14 +113,13 @@ def child_fleet(args: argparse.Namespace) -> dict[str, Any]:
             "image_link": f"https://cdn.example.iq/p/{number}.jpg",
             "brand": "Zagros",
         }
-        handle = hook.send_items_batch(encode_requests([item_request(item)]), 1).handle
+        handle = hook.send_items_batch(b"[" + encoded_update(item)[0] + b"]", 1).handle
         assert handle is not None
         trigger = FacebookCatalogBatchStatusTrigger(
             handles=[handle],
             catalog_id=CATALOG_ID,
             deadline=deadline,
             poll_interval=args.poll_interval,
-            submitted={"calls": 1, "items_sent": 1, "handles": [handle]},
         )
         fleet.append((FLEET_DAG, FLEET_TASK, f"sync-{number:05d}", trigger))
     fleet.append((CANARY_DAG, CANARY_TASK, "canary", LoopLagTrigger(args.canary_path, CANARY_INTERVAL)))
@@ -468,7 +468,38 @@ def report(r: dict[str, Any]) -> Report:
         f"The emulator spent {r['emulator_status_seconds']:.2f} s answering status calls during the run "
         "(its own process, not counted above).",
     ]
-    return Report("Triggerer footprint", tables=[markdown_table(headers, [row])], notes=notes)
+    headlines = [
+        Headline(
+            f"CPU, share of one core ({r['triggers']:,} triggers, {r['poll_interval']:g} s polls)",
+            f"{r['cpu_share']:.1%}",
+            f"under {TARGET_CPU_SHARE:.0%}",
+            met(r["cpu_share"] < TARGET_CPU_SHARE),
+        ),
+        Headline(
+            "largest event-loop lag in the window",
+            f"{r['canary_lag_max'] * 1000:.1f} ms, {r['blocked_warnings']} 'blocked' warnings",
+            f"no lag over {TARGET_LAG_SECONDS * 1000:.0f} ms",
+            met(r["canary_lag_max"] <= TARGET_LAG_SECONDS and not r["blocked_warnings"]),
+        ),
+        Headline(
+            "poll rounds measured (fewest polls of a handle)",
+            str(r["polls_min"]),
+            f"at least {DEFAULT_ROUNDS}",
+            met(r["polls_min"] >= DEFAULT_ROUNDS),
+        ),
+        Headline(
+            "resident memory of the process tree (max RSS / PSS)",
+            f"{r['rss_mb_max']:.0f} / {r['pss_mb_max']:.0f} MiB",
+            "none set (issue #7 asks for the figure)",
+        ),
+    ]
+    return Report(
+        name="triggerer_footprint",
+        title="Triggerer footprint",
+        headlines=headlines,
+        tables=[markdown_table(headers, [row])],
+        notes=notes,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -31,6 +31,7 @@ from typing import Any
 from benchmarks._airflow import BENCH_DAGS_DIR, AirflowDeployment, airflow_deployment
 from benchmarks._common import (
     REPO_ROOT,
+    Headline,
     Report,
     argument_parser,
     aws_environment,
@@ -281,15 +282,17 @@ def report(results: list[dict[str, Any]], args: argparse.Namespace) -> Report:
     for r in results:
         by_processing.setdefault(r["processing"], {})[r["pipeline"]] = r
     ratio_rows = []
+    task_ratios = []
     for processing, pair in by_processing.items():
         ours, base = pair["ours"], pair["baseline"]
+        task_ratios.append(f"{base['slot_seconds_sync'] / max(ours['slot_seconds_sync'], 1e-9):.1f}x")
         ratio_rows.append(
             [
                 fmt(processing, 0),
                 fmt(ours["slot_seconds_sync"]),
                 fmt(ours["slot_seconds_run"]),
                 fmt(base["slot_seconds_sync"]),
-                f"{base['slot_seconds_sync'] / max(ours['slot_seconds_sync'], 1e-9):.1f}x",
+                task_ratios[-1],
                 f"{base['slot_seconds_sync'] / max(ours['slot_seconds_run'], 1e-9):.1f}x",
             ]
         )
@@ -307,8 +310,29 @@ def report(results: list[dict[str, Any]], args: argparse.Namespace) -> Report:
         f"{', '.join(f'{s:.1f}' for s in ours_sync)} s → {met(max(ours_sync) <= TARGET_OURS_SECONDS)} "
         f"(reading ≤ {TARGET_OURS_SECONDS:.0f} s as 'a few').",
     ]
+    processing_list = " / ".join(fmt(processing, 0) for processing in by_processing)
+    headlines = [
+        Headline(
+            f"ours: slot s of the sync task, Meta processing {processing_list} s",
+            " / ".join(fmt(s) for s in ours_sync) + " s",
+            f"a few seconds (≤ {TARGET_OURS_SECONDS:.0f} s) whatever Meta's processing time",
+            met(max(ours_sync) <= TARGET_OURS_SECONDS),
+        ),
+        Headline(
+            f"baseline (SDK + time.sleep): slot s, Meta processing {processing_list} s",
+            " / ".join(fmt(pair["baseline"]["slot_seconds_sync"]) for pair in by_processing.values()) + " s",
+            "none (the comparison)",
+        ),
+        Headline(
+            "baseline / ours (sync task)",
+            " / ".join(task_ratios),
+            "none (grows with Meta's processing time)",
+        ),
+    ]
     return Report(
-        "Worker-slot time per sync run",
+        name="worker_slot",
+        title="Worker-slot time per sync run",
+        headlines=headlines,
         tables=[
             markdown_table(headers, rows),
             markdown_table(

@@ -179,7 +179,7 @@ def run_demo(endpoint: str, emulator: Any) -> int:
 
     from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 
-    from facebook_catalog.landing_zone import apply_lifecycle_rules
+    from facebook_catalog.storage.lifecycle import apply_lifecycle_rules
 
     s3 = S3Hook(aws_conn_id="aws_default")
     client = s3.get_conn()

@@ -49,7 +49,7 @@ def _build_parser() -> argparse.ArgumentParser:
             "rules. Safe to run again. Exit status: 0 on success, 1 on any error."
         ),
     )
-    from facebook_catalog.setup_buckets import add_arguments as add_setup_buckets_arguments
+    from facebook_catalog.storage.setup_buckets import add_arguments as add_setup_buckets_arguments
 
     add_setup_buckets_arguments(setup_buckets)
     return parser
@@ -67,7 +67,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return run_validate(args)
     if args.command == "setup-buckets":
-        from facebook_catalog.setup_buckets import run_from_args as run_setup_buckets
+        from facebook_catalog.storage.setup_buckets import run_from_args as run_setup_buckets
 
         return run_setup_buckets(args)
     parser.error(f"unknown command {args.command!r}")

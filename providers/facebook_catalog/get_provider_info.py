@@ -83,5 +83,5 @@ def get_provider_info() -> dict[str, Any]:
                 },
             }
         ],
-        "extra-links": ["facebook_catalog.operators.items_batch.FacebookCatalogLink"],
+        "extra-links": ["facebook_catalog.links.commerce_manager.FacebookCatalogLink"],
     }

@@ -1,7 +1,8 @@
 """Every benchmark script runs end to end on a tiny size, so none of them rots.
 
-Nothing here looks at a figure: a script passes when it exits 0, prints its Markdown table and
-appends it to the results file it was given (a temporary one, never benchmarks/RESULTS.md).
+Nothing here looks at a figure: a script passes when it exits 0, prints its Markdown table, writes
+its block at the head of the results file and appends its section to the history file it was
+given (temporary ones, never benchmarks/RESULTS.md or HISTORY.md).
 The four scripts run at the same time, each in a process group of its own, to keep the wall
 time of the suite down; the two that start real Airflow processes need the local PostgreSQL.
 """
@@ -44,6 +45,7 @@ class SmokeRun:
     popen: subprocess.Popen[bytes] | None
     output: Path
     results: Path
+    history: Path
     skipped: str | None = None
 
     def finish(self) -> tuple[int, str]:
@@ -84,12 +86,22 @@ def smoke_runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, S
     for script, args in TINY.items():
         output = folder / f"{script}.out"
         results = folder / f"{script}-RESULTS.md"
+        history = folder / f"{script}-HISTORY.md"
         if script in NEEDS_POSTGRES and problem:
-            runs[script] = SmokeRun(script, None, output, results, skipped=problem)
+            runs[script] = SmokeRun(script, None, output, results, history, skipped=problem)
             continue
         with output.open("wb") as out:
             popen = subprocess.Popen(
-                [sys.executable, "-m", f"benchmarks.{script}", *args, "--results", str(results)],
+                [
+                    sys.executable,
+                    "-m",
+                    f"benchmarks.{script}",
+                    *args,
+                    "--results",
+                    str(results),
+                    "--history",
+                    str(history),
+                ],
                 cwd=REPO_ROOT,
                 env=env,
                 stdin=subprocess.DEVNULL,
@@ -97,7 +109,7 @@ def smoke_runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, S
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
-        runs[script] = SmokeRun(script, popen, output, results)
+        runs[script] = SmokeRun(script, popen, output, results, history)
     try:
         yield runs
     finally:
@@ -120,14 +132,18 @@ def test_benchmark_runs_on_a_tiny_size_and_prints_its_table(
     title = TITLES[script]
     assert f"## {title}" in output
     assert "| ---" in output or "| ---:" in output, output[-3000:]
-    recorded = run.results.read_text()
-    assert recorded.startswith("# Benchmark results")
-    assert f"## {title}" in recorded
-    assert "Machine: " in recorded
+    head = run.results.read_text()
+    assert head.startswith("# Benchmark results")
+    assert f"<!-- bench:{script} -->\n## {title}\n" in head
+    assert "| figure | latest | target | verdict |" in head
+    history = run.history.read_text()
+    assert history.startswith("# Benchmark history")
+    assert f"## {title} — " in history
+    assert "Machine: " in history
 
 
 def test_the_emulator_cost_diagnostic_runs_on_a_tiny_size() -> None:
-    """benchmarks/emulator_items_batch.py prints only (no RESULTS.md entry): it must still run."""
+    """benchmarks/emulator_items_batch.py prints only (it records nothing): it must still run."""
     completed = subprocess.run(
         [
             sys.executable,

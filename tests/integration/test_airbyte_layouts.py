@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from facebook_catalog.feed import FeedOptions
-from facebook_catalog.operators.s3_feed import read_s3_feed
+from facebook_catalog.sync.reading import read_s3_feed
 from tests.fixtures import airbyte
 from tests.fixtures.airflow import DagRunResult
 from tests.fixtures.s3 import S3Buckets

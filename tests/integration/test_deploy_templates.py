@@ -23,13 +23,13 @@ from typing import Any
 import boto3
 import pytest
 
-from facebook_catalog.landing_zone import (
+from facebook_catalog.storage.lifecycle import (
     MANAGED_RULE_IDS,
     apply_lifecycle_rules,
     desired_lifecycle_rules,
     read_lifecycle_rules,
 )
-from facebook_catalog.observability import DEFAULT_NAMESPACE, METRIC_NAMES
+from facebook_catalog.sync.metrics import DEFAULT_NAMESPACE, METRIC_NAMES
 from tests.fixtures.s3 import AWS_REGION, MotoServer
 
 pytestmark = [
@@ -491,7 +491,10 @@ def test_the_dashboard_charts_only_published_metrics_and_the_alarms(storage_stac
         for line in widget["properties"].get("metrics", []):
             assert line[0] == DEFAULT_NAMESPACE
             assert line[2:] == ["CatalogId", CATALOG_ID]
-    [alarm_widget] = [w for w in body["widgets"] if w["type"] == "alarm"]
+    # The "Security alarms" row lists audit-runtime.yaml's (tests/integration/test_audit_alarms.py).
+    [alarm_widget] = [
+        w for w in body["widgets"] if w["type"] == "alarm" and w["properties"]["title"] == "Alarms"
+    ]
     alarm_arns = {a["AlarmArn"] for a in cloudwatch.describe_alarms()["MetricAlarms"]}
     assert set(alarm_widget["properties"]["alarms"]) == alarm_arns
 
@@ -628,7 +631,7 @@ def test_mwaa_runs_with_the_storage_stacks_role_bucket_and_logs(runtime_template
 
 @pytest.mark.parametrize("document", ["deploy/README.md", "docs/operations.md"])
 def test_the_documented_logs_insights_query_is_the_one_the_code_defines(document: str) -> None:
-    from facebook_catalog.observability import LOGS_INSIGHTS_QUERY
+    from facebook_catalog.sync.metrics import LOGS_INSIGHTS_QUERY
 
     assert LOGS_INSIGHTS_QUERY in (DEPLOY.parent / document).read_text()
 

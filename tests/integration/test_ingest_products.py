@@ -18,8 +18,8 @@ from typing import Any
 
 import pytest
 
-from facebook_catalog.assets import landing_asset
-from facebook_catalog.ingest_query import ProductQueryConfig, render_product_query
+from facebook_catalog.dags.assets import landing_asset
+from facebook_catalog.ingest.query import ProductQueryConfig, render_product_query
 from facebook_catalog.operators.ingest import open_streaming_cursor
 from tests.fixtures.airflow import DagRunResult
 from tests.fixtures.databases import SqlDatabase

@@ -7,23 +7,21 @@ import json
 import time
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from facebook_catalog.landing_zone import (
+from facebook_catalog.storage.landing_zone import ArchiveError, LandingObject, LandingZone
+from facebook_catalog.storage.lifecycle import (
     ARCHIVE_RULE_ID,
     LANDING_RULE_ID,
     QUARANTINE_RULE_ID,
     RUNS_RULE_ID,
-    ArchiveError,
-    LandingObject,
-    LandingZone,
-    RunRecords,
     apply_lifecycle_rules,
     read_lifecycle_rules,
-    sanitize_run_id,
 )
+from facebook_catalog.storage.run_records import RunRecords, sanitize_run_id
 from tests.fixtures.s3 import CSV_HEADER, S3Buckets, put
 
 pytestmark = pytest.mark.integration
@@ -325,14 +323,16 @@ def test_quarantine_moves_the_file_and_writes_the_error_report(
 # ---------------------------------------------------------------------- run records
 
 
-def test_run_records_store_exactly_what_they_are_given(s3_buckets: S3Buckets) -> None:
+def test_run_records_store_exactly_what_they_are_given(s3_buckets: S3Buckets, tmp_path: Path) -> None:
     run_id = "scheduled__2025-06-01T10:00:00+00:00"
     records = RunRecords(s3_buckets.hook, s3_buckets.synced, run_id)
     payload = json.dumps({"requests": [{"method": "UPDATE", "data": {"id": "1"}}]}).encode()
     report = {"run_id": run_id, "counts": {"sent": 1}, "samples": ["منتج: السعر مفقود"]}
 
     payload_key = records.put_payload(1, payload)
-    rejected_key = records.put_rejected_rows("line,reason\n3,السعر مفقود\n")
+    rejected_csv = tmp_path / "rejected_rows.csv"
+    rejected_csv.write_text("line,reason\n3,السعر مفقود\n", encoding="utf-8")
+    rejected_key = records.put_rejected_rows_file(str(rejected_csv))
     report_key = records.put_report(report)
 
     prefix = f"runs/{sanitize_run_id(run_id)}/"

@@ -15,17 +15,17 @@ from typing import Any
 
 import boto3
 import pytest
+from airflow.providers.amazon.aws.hooks.sns import SnsHook
 
-from facebook_catalog.landing_zone import RunRecords
-from facebook_catalog.observability import (
+from facebook_catalog.dags.callbacks import make_failure_callback
+from facebook_catalog.storage.run_records import RunRecords
+from facebook_catalog.sync.alerts import publish_failure_alert
+from facebook_catalog.sync.metrics import (
     DEFAULT_NAMESPACE,
     DIMENSION_NAME,
     METRIC_NAMES,
     SUMMARY_EVENT,
-    load_run_report,
-    make_failure_callback,
     observe_run,
-    publish_failure_alert,
     publish_run_metrics,
 )
 from tests.fixtures.airflow import load_dag
@@ -77,14 +77,21 @@ def sync_variables(monkeypatch: pytest.MonkeyPatch, s3_buckets: S3Buckets, alert
     monkeypatch.setenv("AIRFLOW_VAR_FACEBOOK_CATALOG_CATALOG_ID", CATALOG_ID)
 
 
+def cloudwatch_hook_client() -> Any:
+    """CloudWatch through the Amazon provider's hook, as the sync DAG reaches it."""
+    from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
+
+    return AwsBaseHook(aws_conn_id="aws_default", client_type="cloudwatch").get_conn()
+
+
 # ------------------------------------------------------------------ metrics
 
 
 def test_run_metrics_reach_cloudwatch_per_catalog(aws_env: MotoServer) -> None:
     now = datetime.now(timezone.utc)
-    published = publish_run_metrics(sample_report(), namespace=DEFAULT_NAMESPACE, aws_conn_id="aws_default")
+    cloudwatch = cloudwatch_hook_client()
+    published = publish_run_metrics(sample_report(), DEFAULT_NAMESPACE, cloudwatch)
 
-    cloudwatch = client(aws_env, "cloudwatch")
     listed = cloudwatch.list_metrics(
         Namespace=DEFAULT_NAMESPACE, Dimensions=[{"Name": DIMENSION_NAME, "Value": CATALOG_ID}]
     )["Metrics"]
@@ -113,10 +120,10 @@ def test_run_metrics_reach_cloudwatch_per_catalog(aws_env: MotoServer) -> None:
 
 
 def test_a_failed_run_publishes_a_failure_in_its_own_namespace(aws_env: MotoServer) -> None:
+    cloudwatch = cloudwatch_hook_client()
     publish_run_metrics(
-        sample_report(status="failed", catalog_id="777"), namespace="FacebookCatalogSync/staging"
+        sample_report(status="failed", catalog_id="777"), "FacebookCatalogSync/staging", cloudwatch
     )
-    cloudwatch = client(aws_env, "cloudwatch")
     listed = cloudwatch.list_metrics(Namespace="FacebookCatalogSync/staging", MetricName="SyncFailed")[
         "Metrics"
     ]
@@ -130,7 +137,11 @@ def test_observe_run_logs_one_summary_line_and_publishes(
     logger = logging.getLogger("test.observe_run")
     with caplog.at_level(logging.INFO, logger="test.observe_run"):
         count = observe_run(
-            sample_report(), DEFAULT_NAMESPACE, report_uri="s3://synced/runs/x/report.json", logger=logger
+            sample_report(),
+            DEFAULT_NAMESPACE,
+            cloudwatch_hook_client(),
+            report_uri="s3://synced/runs/x/report.json",
+            logger=logger,
         )
     lines = [r.getMessage() for r in caplog.records if r.name == "test.observe_run"]
     assert len(lines) == 1
@@ -145,7 +156,10 @@ def test_observe_run_logs_one_summary_line_and_publishes(
 
 def test_a_failure_alert_reaches_the_topics_subscribers(alert_inbox: AlertInbox) -> None:
     message_id = publish_failure_alert(
-        alert_inbox.topic_arn, "Airflow facebook_catalog_sync failed", "The run failed.\nReport: s3://x"
+        SnsHook(aws_conn_id="aws_default"),
+        alert_inbox.topic_arn,
+        "Airflow facebook_catalog_sync failed",
+        "The run failed.\nReport: s3://x",
     )
     [received] = alert_inbox.receive()
     assert received["MessageId"] == message_id
@@ -155,7 +169,7 @@ def test_a_failure_alert_reaches_the_topics_subscribers(alert_inbox: AlertInbox)
 
 @pytest.mark.parametrize("topic_arn", [None, "", "  "])
 def test_alerts_are_off_without_a_topic(alert_inbox: AlertInbox, topic_arn: str | None) -> None:
-    assert publish_failure_alert(topic_arn, "subject", "message") is None
+    assert publish_failure_alert(SnsHook(aws_conn_id="aws_default"), topic_arn, "subject", "message") is None
     assert alert_inbox.receive() == []
 
 
@@ -227,15 +241,14 @@ def test_the_failure_callback_alerts_without_a_report_and_never_raises(
     assert make_failure_callback()(context) is None
 
 
-def test_load_run_report_finds_the_report_where_run_records_put_it(s3_buckets: S3Buckets) -> None:
+def test_the_run_report_is_read_where_run_records_put_it(s3_buckets: S3Buckets) -> None:
     run_id = "scheduled__2026-11-26T10:00:00+00:00"
     records = RunRecords(s3_buckets.hook, s3_buckets.synced, run_id, runs_prefix="records/")
     records.put_report(sample_report(run_id=run_id))
-    report, uri = load_run_report(s3_buckets.hook, s3_buckets.synced, run_id, runs_prefix="records/")
+    report = RunRecords(s3_buckets.hook, s3_buckets.synced, run_id, runs_prefix="records/").load_report()
     assert report is not None
     assert report["run_id"] == run_id
-    assert uri == records.uri("report.json")
-    assert load_run_report(s3_buckets.hook, s3_buckets.synced, "other-run")[0] is None
+    assert RunRecords(s3_buckets.hook, s3_buckets.synced, "other-run").load_report() is None
 
 
 # ----------------------------------------------------- through real Airflow
@@ -249,7 +262,7 @@ FAILING_DAG = textwrap.dedent(
 
     from airflow.sdk import DAG, get_current_context, task
 
-    from facebook_catalog.observability import make_failure_callback
+    from facebook_catalog.dags.callbacks import make_failure_callback
 
     with DAG(
         dag_id="observability_failure_probe",
@@ -264,7 +277,7 @@ FAILING_DAG = textwrap.dedent(
             from airflow.providers.amazon.aws.hooks.s3 import S3Hook
             from airflow.sdk import Variable
 
-            from facebook_catalog.landing_zone import RunRecords
+            from facebook_catalog.storage.run_records import RunRecords
 
             run_id = get_current_context()["run_id"]
             bucket = Variable.get("facebook_catalog_synced_bucket")

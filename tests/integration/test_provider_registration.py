@@ -32,7 +32,7 @@ def test_airflow_lists_the_provider_its_hook_trigger_and_link() -> None:
     assert hook["class"] == "facebook_catalog.hooks.catalog.FacebookCatalogHook"
     assert hook["conn_id_attribute_name"] == "facebook_catalog_conn_id"
     links = airflow_cli("providers", "links", "-o", "json")
-    assert "facebook_catalog.operators.items_batch.FacebookCatalogLink" in links
+    assert "facebook_catalog.links.commerce_manager.FacebookCatalogLink" in links
     triggers = airflow_cli("providers", "triggers", "-o", "json")
     assert "facebook_catalog.triggers.items_batch" in triggers
 

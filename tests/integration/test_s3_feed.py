@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from facebook_catalog.feed import FeedOptions
-from facebook_catalog.operators.s3_feed import S3FeedRead, SpooledItem, read_s3_feed
+from facebook_catalog.feed.spool import S3FeedRead, SpooledItem
+from facebook_catalog.sync.reading import read_s3_feed
 from tests.fixtures.s3 import CSV_HEADER, S3Buckets, put
 
 pytestmark = pytest.mark.integration

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from facebook_catalog.emulator import EmulatorConfig, EmulatorServer
-from facebook_catalog.landing_zone import LandingZone
+from facebook_catalog.storage.landing_zone import LandingZone
 from tests.fixtures.airflow import DagRunResult
 from tests.fixtures.hostile import load_corpus
 

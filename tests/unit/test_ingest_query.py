@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from facebook_catalog.ingest_query import (
+from facebook_catalog.ingest.query import (
     DIALECTS,
     IN_STOCK,
     OUT_OF_STOCK,
@@ -463,7 +463,7 @@ def test_dialect_comes_from_the_connection_type() -> None:
 def test_the_landing_asset_and_the_sync_schedule(monkeypatch: pytest.MonkeyPatch) -> None:
     from airflow.sdk import AssetOrTimeSchedule
 
-    from facebook_catalog.assets import (
+    from facebook_catalog.dags.assets import (
         configured_landing_asset,
         configured_landing_bucket,
         landing_asset,

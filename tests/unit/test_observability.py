@@ -12,7 +12,8 @@ from typing import Any
 
 import pytest
 
-from facebook_catalog.observability import (
+from facebook_catalog.sync.alerts import FailedRun, failure_message, run_url
+from facebook_catalog.sync.metrics import (
     DIMENSION_NAME,
     LOGS_INSIGHTS_PARSE_PATTERNS,
     LOGS_INSIGHTS_QUERY,
@@ -20,17 +21,13 @@ from facebook_catalog.observability import (
     METRIC_UNITS,
     RUN_METRICS,
     SUMMARY_EVENT,
-    FailedRun,
     ReportError,
-    failure_message,
-    placeholder_report,
     report_metrics,
-    run_status_from_task_states,
     run_summary,
     run_summary_line,
-    run_url,
     scrub_secrets,
 )
+from facebook_catalog.sync.outcome import placeholder_report, run_status_from_task_states
 
 # A realistic Meta system-user token shape: "EAA" and a long base62 tail.
 FAKE_META_TOKEN = "EAAGm0PX4ZCpsBAKZBxQ7Zx2ZCcL9pZAdZBvUuZCYtZAxPq8hT3ZA1Z"

@@ -1,8 +1,11 @@
-"""Turn item requests into items_batch calls: at most 5,000 records and under Meta's payload limit.
+"""Encode item requests and group them into items_batch calls: at most 5,000 records and under
+Meta's payload limit.
 
-Each request is encoded once; a call's size is the exact sum of its encoded parts plus the
-array's brackets and commas, so the limit is measured, never estimated. JSON is UTF-8 without
-``\\uXXXX`` escapes: escaping makes Arabic product text about 42% larger on the wire.
+:func:`encoded_update` is the one request encoder: every item, a feed row's or one given to the
+operator, is encoded once, as an ``UPDATE`` (with ``allow_upsert=true``, an upsert; ``DELETE`` is
+never sent). A call's size is the exact sum of its encoded parts plus the array's brackets and
+commas, so the limit is measured, never estimated. JSON is UTF-8 without ``\\uXXXX`` escapes:
+escaping makes Arabic product text about 42% larger on the wire.
 """
 
 from __future__ import annotations
@@ -13,12 +16,12 @@ from typing import Any
 
 import orjson
 
+from facebook_catalog.feed.change_detection import hash64
+
 MAX_REQUESTS_PER_CALL = 5_000
 #: Meta refuses payloads of 28 MB or more; 1% is left for the call's other form fields.
 META_PAYLOAD_LIMIT_BYTES = 28_000_000
 MAX_PAYLOAD_BYTES = 27_720_000
-
-ITEM_METHODS = frozenset({"CREATE", "UPDATE", "DELETE"})
 
 
 class RequestTooLargeError(ValueError):
@@ -33,39 +36,30 @@ class EncodedBatch:
     request_count: int
 
 
-def item_request(item: Mapping[str, Any], method: str = "UPDATE") -> dict[str, Any]:
-    """The request for one product. UPDATE with allow_upsert=true is an upsert."""
-    if method not in ITEM_METHODS:
-        raise ValueError(f"method must be one of {sorted(ITEM_METHODS)}, not {method!r}")
+def item_fields(item: Mapping[str, Any]) -> dict[str, Any]:
+    """A product given to the operator (Meta's field names), checked to have an id."""
     retailer_id = item.get("id")
     if retailer_id is None or str(retailer_id).strip() == "":
         raise ValueError(f"item has no 'id': {dict(item)!r:.200}")
-    data = {"id": str(retailer_id)} if method == "DELETE" else dict(item)
-    return {"method": method, "data": data}
+    return dict(item)
 
 
-def encode_json(value: Any) -> bytes:
-    """Compact UTF-8 JSON without escaping non-ASCII text, as bytes of its own size.
+# An UPDATE request as orjson writes it with sorted keys: {"data":{...},"method":"UPDATE"}.
+_UPDATE_BEFORE_DATA = b'{"data":'
+_UPDATE_AFTER_DATA = b',"method":"UPDATE"}'
 
-    orjson hands back its whole working buffer (4 KiB for a typical product) as the bytes, and a
-    request waits in memory until its call's payload is joined: 5,000 of them would hold 20 MiB.
+
+def encoded_update(fields: Mapping[str, Any]) -> tuple[bytes, int]:
+    """One product's UPDATE request, encoded, and its content hash, from a single orjson call:
+    the fields' JSON is hashed (exactly as :func:`~facebook_catalog.feed.change_detection.content_hash`
+    does) and wrapped into the request.
+
+    The join also gives the request bytes of its own size: orjson hands back its whole working
+    buffer (4 KiB for a typical product), and a call's 5,000 requests wait in memory until they
+    are joined into its payload.
     """
-    return bytes(memoryview(orjson.dumps(value)))
-
-
-def encode_requests(requests: Iterable[Mapping[str, Any]]) -> bytes:
-    return b"[" + b",".join(encode_json(r) for r in requests) + b"]"
-
-
-def split_requests(
-    requests: Iterable[Mapping[str, Any]],
-    *,
-    max_requests: int = MAX_REQUESTS_PER_CALL,
-    max_bytes: int = MAX_PAYLOAD_BYTES,
-) -> Iterator[EncodedBatch]:
-    """Group requests, in order, into encoded calls within both limits. Streams: holds one call."""
-    encoded = ((str(r["data"]["id"]), encode_json(r)) for r in requests)
-    return split_encoded(encoded, max_requests=max_requests, max_bytes=max_bytes)
+    data = orjson.dumps(fields, option=orjson.OPT_SORT_KEYS)
+    return b"".join((_UPDATE_BEFORE_DATA, data, _UPDATE_AFTER_DATA)), hash64(data)
 
 
 def split_encoded(
@@ -74,7 +68,8 @@ def split_encoded(
     max_requests: int = MAX_REQUESTS_PER_CALL,
     max_bytes: int = MAX_PAYLOAD_BYTES,
 ) -> Iterator[EncodedBatch]:
-    """Like :func:`split_requests` for requests already encoded, given as (item id, JSON bytes)."""
+    """Group encoded requests, given in order as (item id, JSON bytes), into calls within both
+    limits. Streams: holds one call."""
     if not 1 <= max_requests <= MAX_REQUESTS_PER_CALL:
         raise ValueError(f"max_requests must be between 1 and {MAX_REQUESTS_PER_CALL}, not {max_requests}")
     if max_bytes < 64:

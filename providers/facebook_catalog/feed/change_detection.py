@@ -16,7 +16,6 @@ from array import array
 from bisect import bisect_left
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
 import orjson
 
@@ -32,37 +31,19 @@ class StateFormatError(ValueError):
 _BLAKE2B_64 = hashlib.blake2b(digest_size=8)
 
 
-def _hash64(data: bytes | memoryview) -> int:
+def hash64(data: bytes | memoryview) -> int:
     hasher = _BLAKE2B_64.copy()
     hasher.update(data)
     return int.from_bytes(hasher.digest(), "little")
 
 
 def id_hash(item_id: str) -> int:
-    return _hash64(item_id.encode("utf-8"))
+    return hash64(item_id.encode("utf-8"))
 
 
 def content_hash(fields: Mapping[str, str]) -> int:
     """Hash of the normalized fields as sent; key order does not matter."""
-    return _hash64(orjson.dumps(fields, option=orjson.OPT_SORT_KEYS))
-
-
-# An UPDATE request as orjson writes it with sorted keys: {"data":{...},"method":"UPDATE"}.
-_UPDATE_BEFORE_DATA = b'{"data":'
-_UPDATE_AFTER_DATA = b',"method":"UPDATE"}'
-
-
-def encoded_update(fields: Mapping[str, Any]) -> tuple[bytes, int]:
-    """One product's UPDATE request (an upsert with allow_upsert), encoded, and its content hash,
-    from a single orjson call: the fields' JSON is hashed (as :func:`content_hash` does) and
-    wrapped into the request.
-
-    The join also gives the request bytes of its own size: orjson hands back its whole working
-    buffer (4 KiB for a typical product), and a call's 5,000 requests wait in memory until they
-    are joined into its payload.
-    """
-    data = orjson.dumps(fields, option=orjson.OPT_SORT_KEYS)
-    return b"".join((_UPDATE_BEFORE_DATA, data, _UPDATE_AFTER_DATA)), _hash64(data)
+    return hash64(orjson.dumps(fields, option=orjson.OPT_SORT_KEYS))
 
 
 def _uint64_array(values: Iterable[int] = ()) -> array[int]:
@@ -87,9 +68,6 @@ class ItemHashes:
         if position < len(self.ids) and self.ids[position] == item_id_hash:
             return self.hashes[position]
         return None
-
-    def is_unchanged(self, item_id: str, fields: Mapping[str, str]) -> bool:
-        return self.get(id_hash(item_id)) == content_hash(fields)
 
     def merged(self, updates: Iterable[tuple[int, int]]) -> ItemHashes:
         """A new state with ``(id hash, content hash)`` pairs applied; a later pair for the same
@@ -156,10 +134,6 @@ class SentHashes:
     ids: array[int] = field(default_factory=_uint64_array)
     hashes: array[int] = field(default_factory=_uint64_array)
 
-    def add(self, item_id: str, fields: Mapping[str, str]) -> None:
-        self.ids.append(id_hash(item_id))
-        self.hashes.append(content_hash(fields))
-
     def to_bytes(self) -> bytes:
         return ItemHashes(self.ids, self.hashes).to_bytes()
 
@@ -167,30 +141,3 @@ class SentHashes:
     def from_bytes(cls, data: bytes) -> SentHashes:
         parsed = ItemHashes.from_bytes(data)
         return cls(parsed.ids, parsed.hashes)
-
-
-def confirmed_updates(
-    sent: SentHashes,
-    calls: list[tuple[str | None, int]],
-    final_statuses: Mapping[str, str],
-    invalid_ids_by_handle: Mapping[str, tuple[list[str], bool]],
-) -> list[tuple[int, int]]:
-    """The sent items Meta confirmed: their call got a handle, the handle ``finished``, and the
-    item's id is not among the handle's invalid ones. A handle whose invalid-id list was cut
-    short (``complete`` False) confirms nothing, so its items are sent again next run.
-
-    ``calls`` lists, in sending order, each call's handle (None when Meta ingested nothing) and
-    how many of the sent items it carried.
-    """
-    updates: list[tuple[int, int]] = []
-    start = 0
-    for handle, count in calls:
-        end = start + count
-        invalid, complete = invalid_ids_by_handle.get(handle or "", ([], True))
-        if handle and final_statuses.get(handle) == "finished" and complete:
-            rejected = {id_hash(i) for i in invalid}
-            updates.extend(
-                (sent.ids[k], sent.hashes[k]) for k in range(start, end) if sent.ids[k] not in rejected
-            )
-        start = end
-    return updates

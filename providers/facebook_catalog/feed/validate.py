@@ -12,7 +12,7 @@ from collections.abc import Iterator, Sequence
 from typing import TextIO
 
 from facebook_catalog.feed.currencies import ISO_4217_CODES
-from facebook_catalog.feed.extraction import supersedes
+from facebook_catalog.feed.dedupe import LatestById
 from facebook_catalog.feed.fields import CONDITION_VALUES, enum_key
 from facebook_catalog.feed.model import (
     FeedEvent,
@@ -94,7 +94,7 @@ def _events(path: str, options: FeedOptions) -> Iterator[FeedEvent]:
 def validate_files(paths: Sequence[str], options: FeedOptions, out: TextIO) -> int:
     """Print every problem of every file, then one count line per file; return the exit status."""
     # id -> (index of the file, line) of the occurrence that would be sent so far.
-    latest: dict[str, tuple[int, int, int | None]] = {}
+    latest: LatestById[tuple[int, int]] = LatestById()
     tallies: list[FeedTally] = []
     duplicates = [0] * len(paths)
     errors: list[str | None] = []
@@ -103,29 +103,28 @@ def validate_files(paths: Sequence[str], options: FeedOptions, out: TextIO) -> i
         source = sources[index]
         tally = FeedTally(source)
         tallies.append(tally)
-        # id -> (line, extracted_at) of the occurrence this file would send.
-        in_file: dict[str, tuple[int, int | None]] = {}
+        in_file: LatestById[int] = LatestById()
         error: str | None = None
         try:
             for event in _events(path, options):
                 tally.add(event)
                 if isinstance(event, FeedItem):
-                    earlier = in_file.get(event.id)
+                    earlier = in_file.put(event.id, event.line, event.extracted_at)
                     if earlier is not None:
                         duplicates[index] += 1
-                        if not supersedes(event.extracted_at, earlier[1]):
+                        if not in_file.kept:
                             _print(
                                 out,
-                                f"{source} line {event.line}: duplicate id '{event.id}': line {earlier[0]} "
-                                "has a later _airbyte_extracted_at and is the one sent",
+                                f"{source} line {event.line}: duplicate id '{event.id}': line "
+                                f"{in_file.get(event.id)} has a later _airbyte_extracted_at and is the "
+                                "one sent",
                             )
                             continue
                         _print(
                             out,
-                            f"{source} line {earlier[0]}: duplicate id '{event.id}': replaced by line "
+                            f"{source} line {earlier}: duplicate id '{event.id}': replaced by line "
                             f"{event.line}, which is the one sent",
                         )
-                    in_file[event.id] = (event.line, event.extracted_at)
                 else:
                     _print(out, event.message())
         except FeedFileError as exc:
@@ -138,25 +137,25 @@ def validate_files(paths: Sequence[str], options: FeedOptions, out: TextIO) -> i
         if error is not None:
             # A file that cannot be read is not synced at all, so it replaces nothing.
             continue
-        for item_id, (line, extracted_at) in in_file.items():
-            earlier_place = latest.get(item_id)
+        for item_id, line in in_file.items():
+            earlier_place = latest.put(item_id, (index, line), in_file.extracted_at(item_id))
             if earlier_place is not None:
-                earlier_index, earlier_line, earlier_extracted_at = earlier_place
-                if not supersedes(extracted_at, earlier_extracted_at):
+                if not latest.kept:
+                    held_index, held_line = latest.get(item_id) or (index, line)
                     duplicates[index] += 1
                     _print(
                         out,
-                        f"{source} line {line}: duplicate id '{item_id}': {sources[earlier_index]} line "
-                        f"{earlier_line} has a later _airbyte_extracted_at and is the one sent",
+                        f"{source} line {line}: duplicate id '{item_id}': {sources[held_index]} line "
+                        f"{held_line} has a later _airbyte_extracted_at and is the one sent",
                     )
                     continue
+                earlier_index, earlier_line = earlier_place
                 duplicates[earlier_index] += 1
                 _print(
                     out,
                     f"{sources[earlier_index]} line {earlier_line}: duplicate id '{item_id}': replaced by "
                     f"{source} line {line}, which is the one sent",
                 )
-            latest[item_id] = (index, line, extracted_at)
 
     summaries = [
         tally.summary(duplicates=duplicate_count, error=error)

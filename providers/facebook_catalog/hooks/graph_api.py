@@ -628,3 +628,89 @@ def parse_json_body(text: str, endpoint: str) -> Any:
         raise GraphApiResponseError(
             f"{endpoint} answered with a body that is not JSON: {text[:200]!r}", endpoint=endpoint
         ) from exc
+
+
+# ------------------------------------------------------------------ waiting
+
+
+class BatchStatusWait:
+    """One wait for items_batch handles: the final statuses so far, and how each round ends it.
+
+    The trigger and the operator's ``deferrable=False`` path both decide through it; they differ
+    only in how they read the statuses (aiohttp or requests) and how they sleep between rounds.
+    """
+
+    def __init__(self, catalog_id: str, handles: list[str], deadline: float) -> None:
+        self.catalog_id = catalog_id
+        self.handles = handles
+        self.deadline = deadline
+        self.final: dict[str, BatchStatus] = {}
+        self.pending = list(dict.fromkeys(handles))
+        self._seconds_left = deadline - time.time()
+
+    def keep(self, statuses: Iterable[BatchStatus]) -> None:
+        """Note statuses read in this round; the final ones stop being polled after it."""
+        for status in statuses:
+            if status.is_final:
+                self.final[status.handle] = status
+
+    def end_round(self) -> dict[str, Any] | None:
+        """The event the wait ends with after this round, or None to poll again."""
+        self.pending = [h for h in self.pending if h not in self.final]
+        if not self.pending:
+            return batches_success_event(
+                self.catalog_id, self.handles, [self.final[h] for h in dict.fromkeys(self.handles)]
+            )
+        self._seconds_left = self.deadline - time.time()
+        if self._seconds_left <= 0:
+            message = (
+                f"Meta did not finish {len(self.pending)} of {len(self.handles)} batches before the "
+                f"deadline; still pending: {', '.join(self.pending)}"
+            )
+            return self._error_event("deadline", message, None)
+        return None
+
+    def next_round_in(self, poll_interval: float) -> float:
+        """Seconds to sleep before the next round: the poll interval, cut short by the deadline."""
+        return min(poll_interval, self._seconds_left)
+
+    def failed(self, error: PermanentGraphApiError) -> dict[str, Any]:
+        """The event when Meta answers with a permanent error: polling again cannot help."""
+        return self._error_event("graph_api_error", str(error), error)
+
+    def _error_event(self, reason: str, message: str, error: GraphApiError | None) -> dict[str, Any]:
+        return batches_error_event(
+            self.catalog_id, self.handles, reason, message, self.final, self.pending, error
+        )
+
+
+def batches_success_event(catalog_id: str, handles: list[str], statuses: list[BatchStatus]) -> dict[str, Any]:
+    """Every handle reached a final status (which may be ``error`` or ``canceled``)."""
+    return {
+        "status": "success",
+        "catalog_id": catalog_id,
+        "handles": list(handles),
+        "batches": [s.to_dict() for s in statuses],
+    }
+
+
+def batches_error_event(
+    catalog_id: str,
+    handles: list[str],
+    reason: str,
+    message: str,
+    final: dict[str, BatchStatus],
+    pending: list[str],
+    error: GraphApiError | None,
+) -> dict[str, Any]:
+    """The wait failed: the deadline passed or Meta answered with a permanent error."""
+    return {
+        "status": "error",
+        "reason": reason,
+        "message": message,
+        "catalog_id": catalog_id,
+        "handles": list(handles),
+        "pending_handles": list(pending),
+        "batches": [s.to_dict() for s in final.values()],
+        "error": error.to_dict() if error else None,
+    }

@@ -16,8 +16,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.providers.common.compat.sdk import AirflowSkipException
 from airflow.sdk import BaseHook, BaseOperator
 
-from facebook_catalog.assets import LANDING_PREFIX
-from facebook_catalog.ingest_query import (
+from facebook_catalog.ingest.query import (
     Dialect,
     ProductQueryConfig,
     ProductRowFormatter,
@@ -25,6 +24,7 @@ from facebook_catalog.ingest_query import (
     ingest_object_key,
     render_product_query,
 )
+from facebook_catalog.storage.landing_zone import LANDING_PREFIX
 
 if TYPE_CHECKING:
     from airflow.providers.common.sql.hooks.sql import DbApiHook
@@ -121,7 +121,7 @@ class SqlProductsToLandingOperator(BaseOperator):
     The window is ``[interval_start - lookback, interval_end)`` on the products' ``updated_at``
     (the lookback catches rows stamped before a long transaction committed; the sync's change
     detection makes the duplicates harmless). The query comes from ``query_config`` (see
-    :class:`facebook_catalog.ingest_query.ProductQueryConfig`), rendered for the connection's
+    :class:`facebook_catalog.ingest.query.ProductQueryConfig`), rendered for the connection's
     dialect (PostgreSQL or MySQL/MariaDB, from the connection type) with the window as bind
     parameters. Rows are streamed with a server-side cursor and ``fetchmany(fetch_size)`` into a
     gzip file on local disk, which is uploaded to ``s3://<bucket>/<key>`` (replacing the object a

@@ -1,4 +1,10 @@
-"""Deferrable operator that upserts products into a Meta catalog through items_batch."""
+"""Deferrable operator that upserts products into a Meta catalog through items_batch.
+
+The operator is Airflow's side of a sync: it coerces its templated arguments, builds the hooks
+and stores, and hands them to the sync core (:mod:`facebook_catalog.sync`), which reads, posts,
+tracks changes and decides the outcome. Waiting for Meta is the trigger's job
+(:class:`~facebook_catalog.triggers.items_batch.FacebookCatalogBatchStatusTrigger`).
+"""
 
 from __future__ import annotations
 
@@ -6,65 +12,46 @@ import itertools
 import tempfile
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import BaseOperator, BaseOperatorLink
+from airflow.sdk import BaseOperator
 
-from facebook_catalog.feed.batching import (
-    MAX_PAYLOAD_BYTES,
-    MAX_REQUESTS_PER_CALL,
-    EncodedBatch,
-    item_request,
-    split_encoded,
-)
+from facebook_catalog.feed.batching import MAX_PAYLOAD_BYTES, MAX_REQUESTS_PER_CALL, item_fields
 from facebook_catalog.hooks.catalog import DEFAULT_CONN_ID, FacebookCatalogHook
-from facebook_catalog.hooks.graph_api import (
-    FacebookCatalogError,
-    GraphApiError,
-    GraphApiRetryPolicy,
-    PermanentGraphApiError,
-)
-from facebook_catalog.run_report import build_report, meta_totals
-from facebook_catalog.triggers.items_batch import (
-    DEFAULT_POLL_INTERVAL,
-    BatchStatusWait,
-    FacebookCatalogBatchStatusTrigger,
-    batches_success_event,
-)
+from facebook_catalog.hooks.graph_api import FacebookCatalogError, GraphApiRetryPolicy, batches_success_event
+from facebook_catalog.links.commerce_manager import CATALOG_ID_XCOM_KEY, FacebookCatalogLink
+from facebook_catalog.sync.outcome import Outcome, Submission
+from facebook_catalog.sync.posting import poll_until_final, post_batches
+from facebook_catalog.sync.settings import WaitSettings, is_template, parse_bool, retry_policy, wait_settings
+from facebook_catalog.triggers.items_batch import DEFAULT_POLL_INTERVAL, FacebookCatalogBatchStatusTrigger
 
 if TYPE_CHECKING:
+    from airflow.providers.amazon.aws.hooks.s3 import S3Hook
     from airflow.sdk import Context
-    from airflow.sdk.types import TaskInstanceKey
 
-    from facebook_catalog.feed.change_detection import ItemHashes
-    from facebook_catalog.landing_zone import RunRecords
-    from facebook_catalog.operators.s3_feed import S3FeedRead
+    from facebook_catalog.feed.spool import S3FeedRead, SpooledItem
+    from facebook_catalog.storage.run_records import RunRecords
+    from facebook_catalog.sync.changes import ChangeTracking
 
-COMMERCE_MANAGER_URL = "https://business.facebook.com/commerce/catalogs/{catalog_id}/products"
-CATALOG_ID_XCOM_KEY = "facebook_catalog_id"
 #: Extra time the deferral may take beyond the trigger's own deadline, so the trigger's clear
 #: "deadline" event wins over Airflow's generic deferral timeout.
 DEFERRAL_GRACE = timedelta(minutes=5)
 DEFAULT_TIMEOUT = timedelta(hours=3)
-MAX_SAMPLES_IN_MESSAGE = 5
+#: What the operator submitted before it deferred (a Submission), kept for execute_complete.
+SUBMISSION_XCOM_KEY = "facebook_catalog_submission"
+
+__all__ = [
+    "CATALOG_ID_XCOM_KEY",
+    "FacebookCatalogBatchError",
+    "FacebookCatalogItemsBatchOperator",
+    "FacebookCatalogLink",
+]
 
 
 class FacebookCatalogBatchError(FacebookCatalogError):
     """Meta processed the batches, but not well enough for the task to succeed."""
-
-
-class FacebookCatalogLink(BaseOperatorLink):
-    """Link to the catalog's products in Meta Commerce Manager."""
-
-    name = "Meta Commerce Manager"
-
-    def get_link(self, operator: BaseOperator, *, ti_key: TaskInstanceKey) -> str:
-        from airflow.providers.common.compat.sdk import XCom
-
-        catalog_id = XCom.get_value(ti_key=ti_key, key=CATALOG_ID_XCOM_KEY)
-        return COMMERCE_MANAGER_URL.format(catalog_id=catalog_id) if catalog_id else ""
 
 
 class FacebookCatalogItemsBatchOperator(BaseOperator):
@@ -178,134 +165,108 @@ class FacebookCatalogItemsBatchOperator(BaseOperator):
         self.max_payload_bytes = max_payload_bytes
         self.graph_api_retry_policy = graph_api_retry_policy
         self.deferrable = deferrable
-        if not _is_template(poll_interval, timeout, max_error_ratio):
-            self._validated_settings()
+        if not is_template(poll_interval, timeout, max_error_ratio):
+            self._wait_settings()
 
-    # ------------------------------------------------------------------ settings
-    @property
-    def retry_policy_for_calls(self) -> GraphApiRetryPolicy:
-        """The Graph API retry policy, given as a policy, a dict of its fields, or nothing."""
-        policy = self.graph_api_retry_policy
-        if isinstance(policy, GraphApiRetryPolicy):
-            return policy
-        if isinstance(policy, Mapping):
-            fields: dict[str, Any] = {k: float(v) if isinstance(v, str) else v for k, v in policy.items()}
-            return GraphApiRetryPolicy(**fields)
-        if policy:
-            raise ValueError(
-                f"graph_api_retry_policy must be a GraphApiRetryPolicy or a dict, not {policy!r}"
-            )
-        return GraphApiRetryPolicy()
+    def _wait_settings(self) -> WaitSettings:
+        return wait_settings(self.poll_interval, self.timeout, self.max_error_ratio)
 
-    def _validated_settings(self) -> tuple[float, timedelta, float]:
-        """Numeric settings may arrive as rendered template strings; check them once, clearly."""
-        poll_interval = _as_number(self.poll_interval, "poll_interval")
-        if poll_interval <= 0:
-            raise ValueError(f"poll_interval must be positive, not {self.poll_interval!r}")
-        timeout = (
-            self.timeout
-            if isinstance(self.timeout, timedelta)
-            else timedelta(seconds=_as_number(self.timeout, "timeout"))
-        )
-        if timeout.total_seconds() <= 0:
-            raise ValueError(f"timeout must be positive, not {self.timeout!r}")
-        max_error_ratio = _as_number(self.max_error_ratio, "max_error_ratio")
-        if not 0.0 <= max_error_ratio <= 1.0:
-            raise ValueError(f"max_error_ratio must be between 0 and 1, not {self.max_error_ratio!r}")
-        return poll_interval, timeout, max_error_ratio
-
-    # ------------------------------------------------------------------ execute
-    def execute(self, context: Context) -> dict[str, Any]:
-        poll_interval, timeout, _ = self._validated_settings()
-        started = _now()
-        hook = self._hook()
-        settings = hook.settings
-        context["ti"].xcom_push(key=CATALOG_ID_XCOM_KEY, value=settings.catalog_id)
-        records = self._records(context)
-        submitted: dict[str, Any] = {"catalog_id": settings.catalog_id, "started_at": started.isoformat()}
-        try:
-            with tempfile.TemporaryDirectory(prefix="fb-catalog-") as workdir:
-                feed = self._read_feed(workdir)
-                changes = self._change_tracking(settings.catalog_id)
-                # Download and the ids pass; the feed rules then run while calls are in flight.
-                submitted["seconds_reading"] = round((_now() - started).total_seconds(), 3)
-                posting_started = _now()
-                try:
-                    submitted.update(self._post_batches(hook, self._item_requests(feed, changes), records))
-                except BaseException:
-                    if feed is not None:  # what was read before sending stopped, for the report
-                        submitted.update(files=feed.files, counts=feed.counts())
-                    raise
-                finally:
-                    if feed is not None:
-                        feed.close()
-                submitted.update(self._feed_summary(feed, records))
-            if changes is not None:
-                submitted["counts"]["items_unchanged"] = changes.unchanged
-                submitted["change_detection"] = changes.summary()
-                if records is not None and changes.sent.ids:
-                    submitted["records"]["sent_item_hashes"] = records.put_sent_hashes(
-                        changes.sent.to_bytes()
-                    )
-            submitted["posted_at"] = _now().isoformat()
-            submitted["seconds_posting"] = round((_now() - posting_started).total_seconds(), 3)
-        except Exception as error:
-            self._write_report(context, submitted, [], failure=str(error))
-            raise
-        if submitted["calls"] == 0:
-            self.log.info("Nothing to send: no items and no CSV rows. No Graph API call was made.")
-            return self.execute_complete(
-                context, {**batches_success_event(settings.catalog_id, [], []), "submitted": submitted}
-            )
-        handles = submitted["handles"]
-        if not handles:
-            self.log.warning("Meta ingested none of the %d items it was sent.", submitted["items_sent"])
-            return self.execute_complete(
-                context, {**batches_success_event(settings.catalog_id, [], []), "submitted": submitted}
-            )
-        deadline = time.time() + timeout.total_seconds()
-        if not self.deferrable:
-            event = self._poll_synchronously(hook, handles, deadline, poll_interval)
-            return self.execute_complete(context, {**event, "submitted": submitted})
-        self.log.info(
-            "Posted %d items in %d calls; deferring until Meta finishes handles %s (deadline in %s)",
-            submitted["items_sent"],
-            submitted["calls"],
-            ", ".join(handles),
-            timeout,
-        )
-        self.defer(
-            trigger=FacebookCatalogBatchStatusTrigger(
-                handles=handles,
-                catalog_id=settings.catalog_id,
-                deadline=deadline,
-                poll_interval=poll_interval,
-                facebook_catalog_conn_id=self.facebook_catalog_conn_id,
-                retry_policy=self.retry_policy_for_calls.to_dict(),
-                submitted=submitted,
-            ),
-            method_name="execute_complete",
-            timeout=timeout + DEFERRAL_GRACE,
-        )
-
-    def _hook(self) -> FacebookCatalogHook:
+    @cached_property
+    def hook(self) -> FacebookCatalogHook:
         return FacebookCatalogHook(
             facebook_catalog_conn_id=self.facebook_catalog_conn_id,
             catalog_id=self.catalog_id or None,
-            retry_policy=self.retry_policy_for_calls,
+            retry_policy=retry_policy(self.graph_api_retry_policy),
         )
 
-    def _s3_hook(self) -> Any:
+    @cached_property
+    def s3_hook(self) -> S3Hook:
         from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 
         return S3Hook(aws_conn_id=self.aws_conn_id)
 
+    # ------------------------------------------------------------------ execute
+    def execute(self, context: Context) -> dict[str, Any]:
+        wait = self._wait_settings()
+        started = _now()
+        catalog_id = self.hook.settings.catalog_id
+        context["ti"].xcom_push(key=CATALOG_ID_XCOM_KEY, value=catalog_id)
+        records = self._records(context)
+        submission = Submission(catalog_id=catalog_id, started_at=started.isoformat())
+        try:
+            self._submit(submission, records, started)
+        except Exception as error:
+            self._write_report(context, Outcome(submission), failure=str(error))
+            raise
+        if submission.calls == 0:
+            self.log.info("Nothing to send: no items and no CSV rows. No Graph API call was made.")
+            return self._complete(context, submission, batches_success_event(catalog_id, [], []))
+        handles = submission.handles
+        if not handles:
+            self.log.warning("Meta ingested none of the %d items it was sent.", submission.items_sent)
+            return self._complete(context, submission, batches_success_event(catalog_id, [], []))
+        deadline = time.time() + wait.timeout.total_seconds()
+        if not self.deferrable:
+            event = poll_until_final(self.hook, handles, deadline, wait.poll_interval)
+            return self._complete(context, submission, event)
+        context["ti"].xcom_push(key=SUBMISSION_XCOM_KEY, value=submission.to_dict())
+        self.log.info(
+            "Posted %d items in %d calls; deferring until Meta finishes handles %s (deadline in %s)",
+            submission.items_sent,
+            submission.calls,
+            ", ".join(handles),
+            wait.timeout,
+        )
+        self.defer(
+            trigger=FacebookCatalogBatchStatusTrigger(
+                handles=handles,
+                catalog_id=catalog_id,
+                deadline=deadline,
+                poll_interval=wait.poll_interval,
+                facebook_catalog_conn_id=self.facebook_catalog_conn_id,
+                retry_policy=self.hook.retry_policy.to_dict(),
+            ),
+            method_name="execute_complete",
+            timeout=wait.timeout + DEFERRAL_GRACE,
+        )
+
+    def _submit(self, submission: Submission, records: RunRecords | None, started: datetime) -> None:
+        """Read the snapshot and post its items (and the given ones), filling in ``submission``."""
+        with tempfile.TemporaryDirectory(prefix="fb-catalog-") as workdir:
+            feed = self._read_feed(workdir)
+            changes = self._change_tracking(str(submission.catalog_id))
+            # Download and the ids pass; the feed rules then run while calls are in flight.
+            submission.seconds_reading = round((_now() - started).total_seconds(), 3)
+            posting_started = _now()
+            try:
+                posted = post_batches(
+                    self.hook,
+                    self._item_requests(feed, changes),
+                    records,
+                    max_requests=self.max_requests_per_call,
+                    max_bytes=self.max_payload_bytes,
+                )
+                for name, value in posted.items():
+                    setattr(submission, name, value)
+            except BaseException:
+                if feed is not None:  # what was read before sending stopped, for the report
+                    submission.files, submission.counts = feed.files, feed.counts()
+                raise
+            finally:
+                if feed is not None:
+                    feed.close()
+            self._record_feed(submission, feed, records)
+        if changes is not None:
+            changes.record(submission, records)
+        submission.posted_at = _now().isoformat()
+        submission.seconds_posting = round((_now() - posting_started).total_seconds(), 3)
+
     def _records(self, context: Context) -> RunRecords | None:
         if not self.records_bucket:
             return None
-        from facebook_catalog.landing_zone import RunRecords
+        from facebook_catalog.storage.run_records import RunRecords
 
-        return RunRecords(self._s3_hook(), self.records_bucket, context["run_id"], self.records_prefix)
+        return RunRecords(self.s3_hook, self.records_bucket, context["run_id"], self.records_prefix)
 
     def _read_feed(self, workdir: str) -> S3FeedRead | None:
         """Download the snapshot and read its ids; the feed rules run as its items are sent."""
@@ -315,23 +276,25 @@ class FacebookCatalogItemsBatchOperator(BaseOperator):
         if not self.s3_bucket:
             raise ValueError("s3_keys was given without s3_bucket")
         from facebook_catalog.feed import FeedOptions
-        from facebook_catalog.operators.s3_feed import read_s3_feed
+        from facebook_catalog.feed.spool import S3FeedRead
+        from facebook_catalog.storage.s3 import download_object
 
         options = FeedOptions(
             default_currency=self.default_currency, default_condition=self.default_condition
         )
-        feed = read_s3_feed(self._s3_hook(), self.s3_bucket, keys, options, workdir)
+        bucket = self.s3_bucket
+        feed = S3FeedRead(bucket, keys, options, workdir)
+        feed.scan(lambda key, path: download_object(self.s3_hook, bucket, key, path))
         for failed in feed.file_errors:
-            self.log.error(
-                "Not read as a feed: s3://%s/%s: %s", self.s3_bucket, failed["key"], failed["error"]
-            )
+            self.log.error("Not read as a feed: s3://%s/%s: %s", bucket, failed["key"], failed["error"])
         return feed
 
-    def _feed_summary(self, feed: S3FeedRead | None, records: RunRecords | None) -> dict[str, Any]:
-        """What reading the feed found, logged and stored: complete once its items were all sent,
-        partial when sending stopped early."""
+    def _record_feed(
+        self, submission: Submission, feed: S3FeedRead | None, records: RunRecords | None
+    ) -> None:
+        """What reading the feed found, logged and stored: complete once its items were all sent."""
         if feed is None:
-            return {"files": [], "counts": {}, "rejected_samples": [], "records": {}}
+            return
         for message in feed.rejection_samples:
             self.log.warning("Rejected: %s", message)
         for message in feed.warning_samples:
@@ -347,223 +310,69 @@ class FacebookCatalogItemsBatchOperator(BaseOperator):
             counts["duplicates_dropped"],
             counts["files_quarantined"],
         )
-        recorded: dict[str, Any] = {}
+        submission.files, submission.counts = feed.files, counts
+        submission.rejected_samples = feed.rejection_samples
         if records is not None and feed.rejected_rows:
-            recorded["rejected_rows"] = records.put_rejected_rows_file(feed.rejected_rows_path)
-        return {
-            "files": feed.files,
-            "counts": counts,
-            "rejected_samples": feed.rejection_samples,
-            "records": recorded,
-        }
+            submission.records["rejected_rows"] = records.put_rejected_rows_file(feed.rejected_rows_path)
+
+    def _item_hash_store(self, catalog_id: str) -> Any:
+        from facebook_catalog.storage.state_store import ItemHashStore
+
+        return ItemHashStore(self.s3_hook, str(self.records_bucket), catalog_id)
 
     def _change_tracking(self, catalog_id: str) -> ChangeTracking | None:
         if not (self.records_bucket and self.detect_changes):
             return None
-        from facebook_catalog.feed.change_detection import ItemHashes
+        from facebook_catalog.sync.changes import ChangeTracking
 
-        store = self._item_hash_store(catalog_id)
-        data = store.load()
-        state = ItemHashes.from_bytes(data) if data else ItemHashes()
-        full_sync = _as_bool(self.full_sync, "full_sync")
-        self.log.info(
-            "Change detection: %d items confirmed so far (s3://%s/%s)%s",
-            len(state),
-            self.records_bucket,
-            store.key,
-            "; full_sync: every item is sent" if full_sync else "",
-        )
-        return ChangeTracking(state, full_sync)
-
-    def _item_hash_store(self, catalog_id: str) -> Any:
-        from facebook_catalog.landing_zone import ItemHashStore
-
-        return ItemHashStore(self._s3_hook(), str(self.records_bucket), catalog_id)
+        return ChangeTracking.load(self._item_hash_store(catalog_id), parse_bool(self.full_sync, "full_sync"))
 
     def _item_requests(
         self, feed: S3FeedRead | None, changes: ChangeTracking | None
     ) -> Iterator[tuple[str, bytes]]:
         """(item id, encoded request) for every item to send, unchanged ones left out."""
-        from facebook_catalog.operators.s3_feed import SpooledItem, item_to_send
+        from facebook_catalog.feed.spool import item_to_send
 
-        # item_request checks each given item (an id, at least) before it is encoded like a row.
-        given = (item_to_send(item_request(fields)["data"]) for fields in self.items or [])
+        # Each given item is checked (an id, at least), then encoded like a row.
+        given = (item_to_send(item_fields(fields)) for fields in self.items or [])
         from_feed: Iterable[SpooledItem] = feed.items() if feed else ()
         for item in itertools.chain(given, from_feed):
             if changes is None or changes.should_send(item.id_hash, item.content_hash):
                 yield item.item_id, item.request
 
-    def _post_batches(
-        self, hook: FacebookCatalogHook, requests: Iterable[tuple[str, bytes]], records: RunRecords | None
-    ) -> dict[str, Any]:
-        """Send the calls one after another, in order, each only once the one before succeeded.
-
-        While a call is in flight (and Meta reads it), this thread reads the next call's items
-        (running the feed rules on the snapshot's second pass) and joins its payload, then stores
-        the previous payload in the run records: the worker's own work overlaps Meta's instead of
-        adding to it.
-        """
-        calls: list[dict[str, Any]] = []
-        payload_keys: list[str] = []
-        batches = split_encoded(
-            requests, max_requests=self.max_requests_per_call, max_bytes=self.max_payload_bytes
-        )
-        poster = ThreadPoolExecutor(max_workers=1, thread_name_prefix="items-batch-post")
-        try:
-            in_flight: tuple[Future[dict[str, Any]], EncodedBatch] | None = None
-            # None after the last batch: the last call is then waited for and stored like the others.
-            for batch in itertools.chain(batches, [None]):
-                sent = in_flight
-                if sent is not None:
-                    calls.append(sent[0].result())
-                in_flight = (
-                    None
-                    if batch is None
-                    else (poster.submit(self._post_one, hook, batch, len(calls) + 1), batch)
-                )
-                if sent is not None and records is not None:
-                    payload_keys.append(records.put_payload(len(calls), sent[1].payload))
-        finally:
-            # On an error here (a timeout, a failed call) no further call starts.
-            poster.shutdown(wait=False, cancel_futures=True)
-        return {
-            "calls": len(calls),
-            "items_sent": sum(c["request_count"] for c in calls),
-            "items_not_ingested": sum(c["request_count"] for c in calls if not c["handle"]),
-            "handles": [c["handle"] for c in calls if c["handle"]],
-            "validation_errors": sum(c["validation_status_count"] for c in calls),
-            "validation_samples": [v for c in calls for v in c["validation_status"]][:MAX_SAMPLES_IN_MESSAGE],
-            "throttled_retries": hook.throttled_retries,
-            "transient_retries": hook.transient_retries,
-            "payloads": payload_keys,
-            "call_handles": [[c["handle"], c["request_count"]] for c in calls],
-        }
-
-    def _post_one(self, hook: FacebookCatalogHook, batch: EncodedBatch, number: int) -> dict[str, Any]:
-        try:
-            response = hook.send_items_batch(batch.payload, batch.request_count)
-        except PermanentGraphApiError:
-            raise
-        except GraphApiError as error:
-            raise FacebookCatalogError(
-                f"items_batch call {number} ({batch.request_count} items) failed after "
-                f"{error.attempts} attempts: {error}"
-            ) from error
-        return response.to_dict()
-
-    def _poll_synchronously(
-        self, hook: FacebookCatalogHook, handles: list[str], deadline: float, poll_interval: float
-    ) -> dict[str, Any]:
-        """The trigger's wait, in the worker: the same decisions, the same events."""
-        wait = BatchStatusWait(hook.settings.catalog_id, handles, deadline)
-        while True:
-            for handle in wait.pending:
-                try:
-                    status = hook.get_batch_status(handle)
-                except PermanentGraphApiError as error:
-                    return wait.failed(error)
-                except GraphApiError as error:
-                    self.log.warning("Polling %s failed, will poll again: %s", handle, error)
-                    continue
-                wait.keep([status])
-            event = wait.end_round()
-            if event is not None:
-                return event
-            time.sleep(wait.next_round_in(poll_interval))
-
     # ------------------------------------------------------------------ completion
     def execute_complete(self, context: Context, event: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
         """Turn the trigger's event into the task's outcome, and record it."""
-        _, _, max_error_ratio = self._validated_settings()
-        submitted = event.get("submitted") or {}
-        batches = event.get("batches") or []
-        self._record_confirmed_items(context, submitted, batches)
-        summary = self._summary(submitted, batches, event)
-        failure = self._failure(event, batches, summary, max_error_ratio)
-        report_key = self._write_report(context, submitted, batches, failure=failure, event=event)
+        ti = context["ti"]
+        submitted = ti.xcom_pull(task_ids=ti.task_id, key=SUBMISSION_XCOM_KEY, map_indexes=ti.map_index)
+        return self._complete(context, Submission.from_dict(submitted), event)
+
+    def _complete(self, context: Context, submission: Submission, event: Mapping[str, Any]) -> dict[str, Any]:
+        max_error_ratio = self._wait_settings().max_error_ratio
+        outcome = Outcome(submission, event)
+        if self.records_bucket and submission.catalog_id:
+            from facebook_catalog.sync.changes import record_confirmed_items
+
+            records = self._records(context)
+            if records is not None:
+                record_confirmed_items(
+                    self._item_hash_store(submission.catalog_id), records, submission, outcome.batches
+                )
+        summary = outcome.summary()
+        failure = outcome.failure(max_error_ratio)
+        report_key = self._write_report(context, outcome, failure=failure)
         if report_key:
             summary["report"] = f"s3://{self.records_bucket}/{report_key}"
         if failure:
             raise FacebookCatalogBatchError(failure)
         self.log.info(
             "Meta finished %d batches: %d items sent, %d rejected, %d warnings",
-            len(batches),
+            len(outcome.batches),
             summary["items_sent"],
             summary["items_rejected_by_meta"],
             summary["warnings_total_count"],
         )
         return summary
-
-    def _failure(
-        self,
-        event: dict[str, Any],
-        batches: list[dict[str, Any]],
-        summary: dict[str, Any],
-        max_error_ratio: float,
-    ) -> str | None:
-        if event.get("status") != "success":
-            return f"Waiting for Meta failed ({event.get('reason')}): {event.get('message')}" + _samples_text(
-                batches
-            )
-        failed = [b for b in batches if b["status"] in ("error", "canceled")]
-        if failed:
-            return (
-                f"{len(failed)} of {len(batches)} batches did not complete: "
-                + ", ".join(f"{b['handle']} ended {b['status']!r}" for b in failed)
-                + ". Items of these batches may not have been applied; the next run sends them again."
-                + _samples_text(failed)
-            )
-        items_sent = summary["items_sent"]
-        rejected = summary["items_rejected_by_meta"]
-        if items_sent and rejected / items_sent > max_error_ratio:
-            return (
-                f"Meta rejected {rejected} of {items_sent} items ({rejected / items_sent:.2%}), more than "
-                f"max_error_ratio={max_error_ratio:.2%}. Handles: {', '.join(summary['handles'])}."
-                + _samples_text(batches)
-            )
-        return None
-
-    def _record_confirmed_items(
-        self, context: Context, submitted: dict[str, Any], batches: list[dict[str, Any]]
-    ) -> None:
-        """Add what Meta confirmed to the change-detection state; on any failure to do so, the
-        items are simply sent again next run."""
-        detection = submitted.get("change_detection")
-        sent_key = (submitted.get("records") or {}).get("sent_item_hashes")
-        if not detection or not sent_key:
-            return
-        from facebook_catalog.feed.change_detection import ItemHashes, SentHashes, confirmed_updates
-        from facebook_catalog.hooks.graph_api import MAX_INVALID_IDS
-
-        try:
-            records = self._records(context)
-            sent_bytes = records.get("sent_item_hashes.bin") if records else None
-            if sent_bytes is None:
-                self.log.warning("No record of the sent items: change detection state not updated")
-                return
-            invalid = {
-                b["handle"]: (
-                    list(b.get("ids_of_invalid_requests") or []),
-                    not b.get("errors_total_count")
-                    or 0 < len(b.get("ids_of_invalid_requests") or []) < MAX_INVALID_IDS,
-                )
-                for b in batches
-            }
-            updates = confirmed_updates(
-                SentHashes.from_bytes(sent_bytes),
-                [(h, int(n)) for h, n in submitted.get("call_handles") or []],
-                {b["handle"]: b["status"] for b in batches},
-                invalid,
-            )
-            store = self._item_hash_store(str(submitted["catalog_id"]))
-            current = store.load()
-            state = ItemHashes.from_bytes(current) if current else ItemHashes()
-            if updates:
-                store.save(state.merged(updates).to_bytes())
-            submitted.setdefault("counts", {})["items_confirmed"] = len(updates)
-            self.log.info("Change detection: Meta confirmed %d items; state updated", len(updates))
-        except Exception:
-            self.log.exception("Could not update the change-detection state; those items will be sent again")
 
     def resume_execution(self, next_method: str, next_kwargs: dict[str, Any] | None, context: Context) -> Any:
         try:
@@ -577,49 +386,17 @@ class FacebookCatalogItemsBatchOperator(BaseOperator):
                 f"The wait for Meta's batches ended without an answer from the trigger ({exc}). Meta "
                 "accepted the items_batch calls; nothing is archived and the next run sends them again."
             )
-            self._write_report(context, {}, [], failure=failure)
+            self._write_report(context, Outcome(Submission()), failure=failure)
             raise FacebookCatalogBatchError(failure) from exc
 
-    def _summary(
-        self, submitted: dict[str, Any], batches: list[dict[str, Any]], event: dict[str, Any] | None = None
-    ) -> dict[str, Any]:
-        errors_total, warnings_total, rejected_by_meta = meta_totals(submitted, batches)
-        return {
-            "catalog_id": submitted.get("catalog_id"),
-            "calls": submitted.get("calls", 0),
-            "items_sent": submitted.get("items_sent", 0),
-            "handles": submitted.get("handles", []),
-            "statuses": {b["handle"]: b["status"] for b in batches},
-            "items_rejected_by_meta": rejected_by_meta,
-            "errors_total_count": errors_total,
-            "warnings_total_count": warnings_total,
-            "error_samples": [e for b in batches for e in b.get("errors") or []][:MAX_SAMPLES_IN_MESSAGE],
-            "invalid_item_ids": [i for b in batches for i in b.get("ids_of_invalid_requests") or []][:100],
-            "throttled_retries": int(submitted.get("throttled_retries") or 0)
-            + int((event or {}).get("throttled_retries") or 0),
-            "files": submitted.get("files", []),
-            "counts": submitted.get("counts", {}),
-        }
-
-    def _write_report(
-        self,
-        context: Context,
-        submitted: dict[str, Any],
-        batches: list[dict[str, Any]],
-        *,
-        failure: str | None,
-        event: dict[str, Any] | None = None,
-    ) -> str | None:
+    def _write_report(self, context: Context, outcome: Outcome, *, failure: str | None) -> str | None:
         """Record the run's outcome; a failure to record is logged, never hides the outcome."""
         records = self._records(context)
         if records is None:
             return None
-        report = build_report(
+        report = outcome.report(
             dag_id=context["ti"].dag_id,
             run_id=context["run_id"],
-            submitted=submitted,
-            batches=batches,
-            event=event or {},
             failure=failure,
             finished_at=_now(),
             report_key=records.key("report.json"),
@@ -631,63 +408,5 @@ class FacebookCatalogItemsBatchOperator(BaseOperator):
             return None
 
 
-class ChangeTracking:
-    """Per run: the confirmed state, which items are skipped as unchanged, and what was sent."""
-
-    def __init__(self, state: ItemHashes, full_sync: bool) -> None:
-        from facebook_catalog.feed.change_detection import SentHashes
-
-        self.state = state
-        self.full_sync = full_sync
-        self.sent = SentHashes()
-        self.unchanged = 0
-
-    def should_send(self, item_id_hash: int, item_hash: int) -> bool:
-        if not self.full_sync and self.state.get(item_id_hash) == item_hash:
-            self.unchanged += 1
-            return False
-        self.sent.ids.append(item_id_hash)
-        self.sent.hashes.append(item_hash)
-        return True
-
-    def summary(self) -> dict[str, Any]:
-        return {
-            "full_sync": self.full_sync,
-            "items_known": len(self.state),
-            "items_unchanged": self.unchanged,
-        }
-
-
-def _samples_text(batches: list[dict[str, Any]]) -> str:
-    samples = [
-        f"{b['handle']}: item {e.get('id', '?')} (line {e.get('line', '?')}): {e.get('message', '')}"
-        for b in batches
-        for e in b.get("errors") or []
-    ][:MAX_SAMPLES_IN_MESSAGE]
-    return (" Sample errors: " + "; ".join(samples)) if samples else ""
-
-
 def _now() -> datetime:
     return datetime.now(timezone.utc)
-
-
-def _as_bool(value: Any, name: str) -> bool:
-    if isinstance(value, bool):
-        return value
-    text = str(value).strip().lower()
-    if text in ("true", "1", "yes", "on"):
-        return True
-    if text in ("false", "0", "no", "off", "", "none"):
-        return False
-    raise ValueError(f"{name} must be true or false, not {value!r}")
-
-
-def _is_template(*values: Any) -> bool:
-    return any(isinstance(v, str) and "{{" in v for v in values)
-
-
-def _as_number(value: Any, name: str) -> float:
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a number, not {value!r}") from None

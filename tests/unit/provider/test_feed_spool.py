@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 from facebook_catalog.feed import FeedFileError, last_occurrences
-from facebook_catalog.feed.batching import item_request
-from facebook_catalog.feed.change_detection import content_hash, encoded_update, id_hash
-from facebook_catalog.operators.s3_feed import FeedSpool, RepeatedIds, item_to_send
+from facebook_catalog.feed.batching import encoded_update
+from facebook_catalog.feed.change_detection import content_hash, id_hash
+from facebook_catalog.feed.spool import FeedSpool, RepeatedIds, item_to_send
 
 
 def fields(pid: str, title: str) -> dict[str, str]:
@@ -53,7 +53,7 @@ def test_an_encoded_update_is_the_items_request_and_hashes_as_its_fields() -> No
         "price": "1500 IQD",
     }
     request, fields_hash = encoded_update(tricky)
-    assert json.loads(request) == item_request(tricky)
+    assert json.loads(request) == {"method": "UPDATE", "data": tricky}
     assert "قميص".encode() in request  # UTF-8, not \u escapes
     assert fields_hash == content_hash(tricky)
     assert fields_hash == content_hash(dict(reversed(tricky.items())))

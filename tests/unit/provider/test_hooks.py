@@ -15,7 +15,7 @@ import pytest
 import responses
 from aioresponses import aioresponses
 
-from facebook_catalog.feed.batching import encode_requests, item_request
+from facebook_catalog.feed.batching import encoded_update
 from facebook_catalog.hooks.catalog import FacebookCatalogAsyncHook, FacebookCatalogHook
 from facebook_catalog.hooks.graph_api import (
     GraphApiRetryPolicy,
@@ -32,7 +32,9 @@ STATUS_URL = f"{HOST}/v25.0/{TEST_CATALOG_ID}/check_batch_request_status"
 FAST = GraphApiRetryPolicy(
     max_transient_retries=2, max_throttled_retries=2, backoff_base=0.0, max_throttle_wait=0.01
 )
-PAYLOAD = encode_requests([item_request({"id": "a", "title": "قميص"}), item_request({"id": "b"})])
+PAYLOAD = (
+    b"[" + b",".join(encoded_update(item)[0] for item in ({"id": "a", "title": "قميص"}, {"id": "b"})) + b"]"
+)
 
 
 def error_body(code: int, message: str = "failure") -> dict[str, Any]:
@@ -277,8 +279,8 @@ def test_the_operators_synchronous_path_does_not_load_aiohttp() -> None:
         "from airflow.providers.amazon.aws.hooks.s3 import S3Hook\n"
         "print('aiohttp' in sys.modules)\n"
         "from facebook_catalog.operators.items_batch import FacebookCatalogItemsBatchOperator\n"
-        "from facebook_catalog.operators.s3_feed import read_s3_feed\n"
-        "FacebookCatalogItemsBatchOperator(task_id='t', catalog_id='1')._hook()\n"
+        "from facebook_catalog.feed.spool import S3FeedRead\n"
+        "FacebookCatalogItemsBatchOperator(task_id='t', catalog_id='1').hook\n"
         "print('aiohttp' in sys.modules)\n"
     )
     completed = subprocess.run(

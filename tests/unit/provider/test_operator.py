@@ -11,6 +11,7 @@ from airflow.sdk.exceptions import TaskDeferred
 from facebook_catalog.hooks.graph_api import GraphApiRetryPolicy, PermanentGraphApiError
 from facebook_catalog.operators.items_batch import (
     CATALOG_ID_XCOM_KEY,
+    SUBMISSION_XCOM_KEY,
     FacebookCatalogBatchError,
     FacebookCatalogItemsBatchOperator,
 )
@@ -24,11 +25,18 @@ FAST = GraphApiRetryPolicy(max_transient_retries=1, backoff_base=0.0)
 
 
 class RecordingTI:
+    task_id = "sync"
+    map_index = -1
+
     def __init__(self) -> None:
         self.xcom: dict[str, Any] = {}
 
     def xcom_push(self, key: str, value: Any) -> None:
         self.xcom[key] = value
+
+    def xcom_pull(self, task_ids: str, key: str, map_indexes: int) -> Any:
+        assert (task_ids, map_indexes) == (self.task_id, self.map_index)
+        return self.xcom.get(key)
 
 
 def products(n: int) -> list[dict[str, str]]:
@@ -48,6 +56,13 @@ def _connection(catalog_connection: Any) -> None:
 @pytest.fixture
 def context() -> dict[str, Any]:
     return {"ti": RecordingTI()}
+
+
+@pytest.fixture
+def deferred_context(context: dict[str, Any]) -> dict[str, Any]:
+    """The context of a task resumed after deferring: its submission is in its XCom."""
+    context["ti"].xcom[SUBMISSION_XCOM_KEY] = SUBMITTED
+    return context
 
 
 def finished(handle: str, **extra: Any) -> dict[str, Any]:
@@ -70,7 +85,7 @@ def test_posts_in_calls_of_5000_then_defers_with_every_handle(context: dict[str,
     assert trigger.poll_interval == 15
     assert before + 600 <= trigger.deadline <= time.time() + 600
     assert deferred.value.method_name == "execute_complete"
-    submitted = trigger.submitted
+    submitted = context["ti"].xcom[SUBMISSION_XCOM_KEY]
     assert submitted["items_sent"] == 12_345
     assert submitted["calls"] == 3
     assert TEST_TOKEN not in str(trigger.serialize())
@@ -120,7 +135,6 @@ def event(*batches: dict[str, Any], status: str = "success", **extra: Any) -> di
         "status": status,
         "catalog_id": TEST_CATALOG_ID,
         "batches": list(batches),
-        "submitted": SUBMITTED,
         **extra,
     }
 
@@ -140,9 +154,9 @@ def batch(handle: str, status: str = "finished", errors: int = 0, **extra: Any) 
 SUBMITTED = {"catalog_id": TEST_CATALOG_ID, "calls": 2, "items_sent": 100, "handles": ["h0", "h1"]}
 
 
-def test_complete_returns_a_small_summary(context: dict[str, Any]) -> None:
+def test_complete_returns_a_small_summary(deferred_context: dict[str, Any]) -> None:
     summary = operator(max_error_ratio=0.05).execute_complete(
-        context, event(batch("h0"), batch("h1", errors=3))
+        deferred_context, event(batch("h0"), batch("h1", errors=3))
     )
     assert summary["statuses"] == {"h0": "finished", "h1": "finished"}
     assert summary["items_rejected_by_meta"] == 3
@@ -150,21 +164,21 @@ def test_complete_returns_a_small_summary(context: dict[str, Any]) -> None:
     assert summary["error_samples"][0]["message"] == "price: invalid"
 
 
-def test_complete_fails_when_rejections_exceed_the_ratio(context: dict[str, Any]) -> None:
+def test_complete_fails_when_rejections_exceed_the_ratio(deferred_context: dict[str, Any]) -> None:
     with pytest.raises(FacebookCatalogBatchError, match=r"rejected 3 of 100 items.*price: invalid"):
-        operator().execute_complete(context, event(batch("h0"), batch("h1", errors=3)))
+        operator().execute_complete(deferred_context, event(batch("h0"), batch("h1", errors=3)))
 
 
 @pytest.mark.parametrize("final", ["error", "canceled"])
-def test_complete_fails_on_a_failed_batch(context: dict[str, Any], final: str) -> None:
+def test_complete_fails_on_a_failed_batch(deferred_context: dict[str, Any], final: str) -> None:
     with pytest.raises(FacebookCatalogBatchError, match=f"h1 ended '{final}'"):
-        operator(max_error_ratio=1).execute_complete(context, event(batch("h0"), batch("h1", final)))
+        operator(max_error_ratio=1).execute_complete(deferred_context, event(batch("h0"), batch("h1", final)))
 
 
-def test_complete_fails_on_an_error_event(context: dict[str, Any]) -> None:
+def test_complete_fails_on_an_error_event(deferred_context: dict[str, Any]) -> None:
     failure = event(status="error", reason="deadline", message="still pending: h1", pending_handles=["h1"])
     with pytest.raises(FacebookCatalogBatchError, match=r"\(deadline\): still pending: h1"):
-        operator().execute_complete(context, failure)
+        operator().execute_complete(deferred_context, failure)
 
 
 def test_nothing_ingested_counts_as_rejected(context: dict[str, Any]) -> None:

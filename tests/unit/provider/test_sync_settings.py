@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from facebook_catalog.sync_settings import SYNC_SETTINGS, resolve_sync_settings, settings_table_markdown
+from facebook_catalog.sync.settings import SYNC_SETTINGS, resolve_sync_settings, settings_table_markdown
 
 README = Path(__file__).resolve().parents[3] / "README.md"
 

@@ -62,7 +62,6 @@ def test_kwargs_are_json_primitives_without_secrets_and_round_trip_through_airfl
         "poll_interval",
         "facebook_catalog_conn_id",
         "retry_policy",
-        "submitted",
     }
     for text in (str(kwargs), repr(trigger)):
         assert TEST_TOKEN not in text

@@ -1,5 +1,5 @@
-"""The S3 side of the hourly sync: snapshot the landing zone, archive or quarantine what was
-processed, repair after a crash, keep each run's records, and set the expiry rules.
+"""The landing zone: snapshot the landing prefix, archive or quarantine what was processed, and
+repair after a crash.
 
 The rules this module keeps (DESIGN.md, "Rules that make it trustworthy"):
 
@@ -25,10 +25,8 @@ upload to the same key has a new LastModified, so it is never deleted, even with
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
@@ -36,10 +34,15 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from botocore.exceptions import ClientError
 
+from facebook_catalog.storage.s3 import error_code, is_not_found, is_precondition_failed, normalize_prefix
+
 if TYPE_CHECKING:
     from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 
 log = logging.getLogger(__name__)
+
+#: The prefix under which landing files wait for the sync (the ingestion writes there).
+LANDING_PREFIX = "landing/"
 
 # S3Hook.copy_object sends ACL=private unless told "no-acl"; buckets with ACLs disabled (the AWS
 # default since 2023) reject that. Same value as airflow.providers.amazon.aws.hooks.s3.NO_ACL.
@@ -52,12 +55,6 @@ SOURCE_LAST_MODIFIED_METADATA = "fbcatalog-source-last-modified"
 SOURCE_VERSION_METADATA = "fbcatalog-source-version-id"
 # Content headers carried over when a copy replaces the metadata.
 _CONTENT_HEADERS = ("ContentType", "ContentEncoding", "ContentLanguage", "ContentDisposition", "CacheControl")
-
-ARCHIVE_RULE_ID = "facebook-catalog-archive-expiry"
-QUARANTINE_RULE_ID = "facebook-catalog-quarantine-expiry"
-RUNS_RULE_ID = "facebook-catalog-runs-expiry"
-LANDING_RULE_ID = "facebook-catalog-landing-abort-multipart"
-MANAGED_RULE_IDS = (ARCHIVE_RULE_ID, QUARANTINE_RULE_ID, RUNS_RULE_ID, LANDING_RULE_ID)
 
 
 class LandingZoneError(Exception):
@@ -96,21 +93,6 @@ def iso_timestamp(moment: datetime) -> str:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=timezone.utc)
     return moment.astimezone(timezone.utc).replace(microsecond=0).isoformat()
-
-
-def _error_code(error: ClientError) -> str:
-    return str(error.response.get("Error", {}).get("Code", ""))
-
-
-def _http_status(error: ClientError) -> int:
-    return int(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0))
-
-
-def _normalize_prefix(prefix: str, what: str) -> str:
-    prefix = prefix.lstrip("/")
-    if not prefix:
-        raise ValueError(f"{what} must not be empty: the prefixes keep landing, archive and quarantine apart")
-    return prefix if prefix.endswith("/") else f"{prefix}/"
 
 
 @dataclass(frozen=True)
@@ -201,15 +183,15 @@ class LandingZone:
         self,
         s3_hook: S3Hook,
         bucket: str,
-        landing_prefix: str = "landing/",
+        landing_prefix: str = LANDING_PREFIX,
         archive_prefix: str = "archive/",
         quarantine_prefix: str = "quarantine/",
     ) -> None:
         self.s3_hook = s3_hook
         self.bucket = bucket
-        self.landing_prefix = _normalize_prefix(landing_prefix, "landing_prefix")
-        self.archive_prefix = _normalize_prefix(archive_prefix, "archive_prefix")
-        self.quarantine_prefix = _normalize_prefix(quarantine_prefix, "quarantine_prefix")
+        self.landing_prefix = normalize_prefix(landing_prefix, "landing_prefix")
+        self.archive_prefix = normalize_prefix(archive_prefix, "archive_prefix")
+        self.quarantine_prefix = normalize_prefix(quarantine_prefix, "quarantine_prefix")
         prefixes = (self.landing_prefix, self.archive_prefix, self.quarantine_prefix)
         for first in prefixes:
             for second in prefixes:
@@ -296,30 +278,22 @@ class LandingZone:
             )
 
         if not self._is_snapshot_version(landing_head, obj):
-            if not copied:
-                copied = self._copy_snapshot_version(obj, archive_key)
-            return ArchiveOutcome(
-                obj.key,
-                "superseded",
-                archive_key if copied else None,
-                self._superseded_detail(obj, archive_key if copied else None),
-            )
+            return self._superseded(obj, archive_key, copied or self._copy_snapshot_version(obj, archive_key))
 
         if not copied:
             try:
                 self._copy_verified(obj, landing_head, archive_key)
             except LandingObjectChangedError:
-                copied = self._copy_snapshot_version(obj, archive_key)
-                return ArchiveOutcome(
-                    obj.key,
-                    "superseded",
-                    archive_key if copied else None,
-                    self._superseded_detail(obj, archive_key if copied else None),
-                )
+                return self._superseded(obj, archive_key, self._copy_snapshot_version(obj, archive_key))
 
         if self._delete_if_unchanged(obj):
             return ArchiveOutcome(obj.key, "archived", archive_key)
         return ArchiveOutcome(obj.key, "superseded", archive_key, self._superseded_detail(obj, archive_key))
+
+    def _superseded(self, obj: LandingObject, archive_key: str, copied: bool) -> ArchiveOutcome:
+        """The key was overwritten during the run; ``copied``: its snapshotted content is archived."""
+        kept = archive_key if copied else None
+        return ArchiveOutcome(obj.key, "superseded", kept, self._superseded_detail(obj, kept))
 
     def _superseded_detail(self, obj: LandingObject, archive_key: str | None) -> str:
         where = (
@@ -428,7 +402,7 @@ class LandingZone:
         try:
             return dict(self._client.head_object(**params))
         except ClientError as error:
-            if _http_status(error) == 404 or _error_code(error) in ("404", "NoSuchKey", "NotFound"):
+            if is_not_found(error):
                 return None
             raise
 
@@ -496,9 +470,9 @@ class LandingZone:
                 **content_headers,
             )
         except ClientError as error:
-            if _http_status(error) == 412 or _error_code(error) == "PreconditionFailed":
+            if is_precondition_failed(error):
                 raise LandingObjectChangedError(f"{obj.key} changed while it was being copied") from error
-            if _http_status(error) == 404 or _error_code(error) == "NoSuchKey":
+            if is_not_found(error):
                 raise LandingObjectChangedError(f"{obj.key} disappeared while it was being copied") from error
             raise
         if not self._copy_matches(self._head(destination_key), obj):
@@ -526,7 +500,7 @@ class LandingZone:
                         self._copy_verified(obj, head, destination_key, version_id=version_id)
                         return True
         except ClientError as error:
-            log.warning("Cannot list versions of %s (%s)", obj.key, _error_code(error))
+            log.warning("Cannot list versions of %s (%s)", obj.key, error_code(error))
         except LandingObjectChangedError:
             pass
         return False
@@ -542,247 +516,9 @@ class LandingZone:
             # If-Match closes the gap between the HEAD above and the delete (S3 since 2025-09).
             self._client.delete_object(Bucket=self.bucket, Key=obj.key, IfMatch=_quoted(obj.etag))
         except ClientError as error:
-            if _http_status(error) == 412 or _error_code(error) == "PreconditionFailed":
+            if is_precondition_failed(error):
                 return False
-            if _http_status(error) == 404 or _error_code(error) == "NoSuchKey":
+            if is_not_found(error):
                 return True
             raise
         return True
-
-
-# ------------------------------------------------------------------ run records
-
-_UNSAFE_KEY_CHARACTERS = re.compile(r"[^A-Za-z0-9._-]+")
-
-
-def sanitize_run_id(run_id: str) -> str:
-    """A run id as one S3 key segment: safe characters only, and never two run ids on one segment.
-
-    Airflow run ids hold ``:`` and ``+`` (``scheduled__2025-01-01T00:00:00+00:00``); those become
-    ``_`` and, because that could make two ids equal, a short hash of the original id is appended
-    whenever anything was replaced.
-    """
-    if not run_id:
-        raise ValueError("run_id must not be empty")
-    safe = _UNSAFE_KEY_CHARACTERS.sub("_", run_id).strip(".")[:200]
-    if safe == run_id:
-        return safe
-    digest = hashlib.sha256(run_id.encode("utf-8")).hexdigest()[:8]
-    return f"{safe}-{digest}" if safe else digest
-
-
-class RunRecords:
-    """What one run sent and decided, under ``runs/<run id>/`` in the synced-products bucket.
-
-    Writes exactly the bytes and values it is given, nothing more.
-    """
-
-    def __init__(self, s3_hook: S3Hook, bucket: str, run_id: str, runs_prefix: str = "runs/") -> None:
-        self.s3_hook = s3_hook
-        self.bucket = bucket
-        self.run_id = run_id
-        self.prefix = f"{_normalize_prefix(runs_prefix, 'runs_prefix')}{sanitize_run_id(run_id)}/"
-
-    def key(self, name: str) -> str:
-        return self.prefix + name.lstrip("/")
-
-    def uri(self, name: str) -> str:
-        return f"s3://{self.bucket}/{self.key(name)}"
-
-    @staticmethod
-    def payload_name(call_index: int) -> str:
-        return f"payloads/{call_index:05d}.json"
-
-    def put_payload(self, call_index: int, payload: bytes) -> str:
-        """Store one items_batch request body exactly as sent."""
-        if call_index < 0:
-            raise ValueError(f"call_index must not be negative, got {call_index}")
-        return self._put(self.payload_name(call_index), payload, "application/json")
-
-    def put_rejected_rows_file(self, path: str) -> str:
-        """Upload a rejected-rows CSV from disk, streamed (it can be large)."""
-        key = self.key("rejected_rows.csv")
-        self.s3_hook.get_conn().upload_file(
-            path, self.bucket, key, ExtraArgs={"ContentType": "text/csv; charset=utf-8"}
-        )
-        return key
-
-    def put_rejected_rows(self, csv_text: str) -> str:
-        return self._put("rejected_rows.csv", csv_text.encode("utf-8"), "text/csv; charset=utf-8")
-
-    def put_report(self, report: Mapping[str, Any]) -> str:
-        body = json.dumps(report, indent=2, ensure_ascii=False).encode("utf-8")
-        return self._put("report.json", body, "application/json; charset=utf-8")
-
-    def put_sent_hashes(self, data: bytes) -> str:
-        """The (id hash, content hash) of every item sent, for change detection after Meta answers."""
-        return self._put("sent_item_hashes.bin", data, "application/octet-stream")
-
-    def get(self, name: str) -> bytes | None:
-        """A record of this run, or None when it was never written."""
-        return read_object_or_none(self.s3_hook, self.bucket, self.key(name))
-
-    def _put(self, name: str, body: bytes, content_type: str) -> str:
-        key = self.key(name)
-        self.s3_hook.get_conn().put_object(Bucket=self.bucket, Key=key, Body=body, ContentType=content_type)
-        return key
-
-
-def read_object_or_none(s3_hook: S3Hook, bucket: str, key: str) -> bytes | None:
-    """An object's bytes, or None when there is no such key (any other error is raised)."""
-    try:
-        body: bytes = s3_hook.get_conn().get_object(Bucket=bucket, Key=key)["Body"].read()
-    except ClientError as error:
-        if _error_code(error) in ("NoSuchKey", "404", "NotFound"):
-            return None
-        raise
-    return body
-
-
-class ItemHashStore:
-    """Change-detection state of one catalog: ``state/<catalog id>/item_hashes.bin`` in the
-    synced-products bucket. One PUT replaces it whole, so a reader sees the old or the new state,
-    never a mix; runs of the sync DAG never overlap (max_active_runs=1)."""
-
-    def __init__(self, s3_hook: S3Hook, bucket: str, catalog_id: str, state_prefix: str = "state/") -> None:
-        self.s3_hook = s3_hook
-        self.bucket = bucket
-        self.key = f"{_normalize_prefix(state_prefix, 'state_prefix')}{catalog_id}/item_hashes.bin"
-
-    def load(self) -> bytes | None:
-        return read_object_or_none(self.s3_hook, self.bucket, self.key)
-
-    def save(self, data: bytes) -> str:
-        self.s3_hook.get_conn().put_object(
-            Bucket=self.bucket, Key=self.key, Body=data, ContentType="application/octet-stream"
-        )
-        return self.key
-
-
-# -------------------------------------------------------------- lifecycle rules
-
-
-def _expiry_rule(rule_id: str, prefix: str, days: int, abort_multipart_days: int) -> dict[str, Any]:
-    return {
-        "ID": rule_id,
-        "Filter": {"Prefix": prefix},
-        "Status": "Enabled",
-        "Expiration": {"Days": days},
-        "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": abort_multipart_days},
-    }
-
-
-def desired_lifecycle_rules(
-    landing_bucket: str,
-    synced_bucket: str,
-    archive_prefix: str = "archive/",
-    runs_prefix: str = "runs/",
-    quarantine_prefix: str = "quarantine/",
-    archive_days: int = 30,
-    runs_days: int = 30,
-    quarantine_days: int = 90,
-    landing_prefix: str = "landing/",
-    abort_multipart_days: int = 7,
-) -> dict[str, list[dict[str, Any]]]:
-    """Our rules, per bucket (one entry when both buckets are the same)."""
-    for name, value in (
-        ("archive_days", archive_days),
-        ("runs_days", runs_days),
-        ("quarantine_days", quarantine_days),
-        ("abort_multipart_days", abort_multipart_days),
-    ):
-        if value < 1:
-            raise ValueError(f"{name} must be at least 1, got {value}")
-    rules: dict[str, list[dict[str, Any]]] = {landing_bucket: [], synced_bucket: []}
-    rules[landing_bucket] += [
-        _expiry_rule(
-            ARCHIVE_RULE_ID,
-            _normalize_prefix(archive_prefix, "archive_prefix"),
-            archive_days,
-            abort_multipart_days,
-        ),
-        _expiry_rule(
-            QUARANTINE_RULE_ID,
-            _normalize_prefix(quarantine_prefix, "quarantine_prefix"),
-            quarantine_days,
-            abort_multipart_days,
-        ),
-        {
-            # Landing files are never expired (an unsynced file must not vanish); only abandoned
-            # multipart uploads are cleaned up.
-            "ID": LANDING_RULE_ID,
-            "Filter": {"Prefix": _normalize_prefix(landing_prefix, "landing_prefix")},
-            "Status": "Enabled",
-            "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": abort_multipart_days},
-        },
-    ]
-    rules[synced_bucket].append(
-        _expiry_rule(
-            RUNS_RULE_ID, _normalize_prefix(runs_prefix, "runs_prefix"), runs_days, abort_multipart_days
-        )
-    )
-    return rules
-
-
-def _with_filter(rule: dict[str, Any]) -> dict[str, Any]:
-    """A rule in the current form: S3 refuses a configuration that mixes the deprecated top-level
-    ``Prefix`` with ``Filter`` rules such as ours, and both mean the same thing."""
-    if "Prefix" not in rule or "Filter" in rule:
-        return rule
-    converted = {name: value for name, value in rule.items() if name != "Prefix"}
-    converted["Filter"] = {"Prefix": rule["Prefix"]}
-    return converted
-
-
-def read_lifecycle_rules(s3_hook: S3Hook, bucket: str) -> list[dict[str, Any]]:
-    """The bucket's lifecycle rules; an empty list when it has none."""
-    try:
-        response = s3_hook.get_conn().get_bucket_lifecycle_configuration(Bucket=bucket)
-    except ClientError as error:
-        if _error_code(error) == "NoSuchLifecycleConfiguration":
-            return []
-        raise
-    return [dict(rule) for rule in response.get("Rules", [])]
-
-
-def apply_lifecycle_rules(
-    s3_hook: S3Hook,
-    landing_bucket: str,
-    synced_bucket: str,
-    archive_prefix: str = "archive/",
-    runs_prefix: str = "runs/",
-    quarantine_prefix: str = "quarantine/",
-    archive_days: int = 30,
-    runs_days: int = 30,
-    quarantine_days: int = 90,
-    landing_prefix: str = "landing/",
-    abort_multipart_days: int = 7,
-) -> None:
-    """Put our expiry rules into the buckets' lifecycle configurations; idempotent.
-
-    Rules with other IDs (the bucket owner's) are kept as they are, in their order; ours, identified
-    by the stable IDs in :data:`MANAGED_RULE_IDS`, are replaced and follow them. A bucket whose
-    configuration is already right is not written.
-    """
-    desired = desired_lifecycle_rules(
-        landing_bucket,
-        synced_bucket,
-        archive_prefix=archive_prefix,
-        runs_prefix=runs_prefix,
-        quarantine_prefix=quarantine_prefix,
-        archive_days=archive_days,
-        runs_days=runs_days,
-        quarantine_days=quarantine_days,
-        landing_prefix=landing_prefix,
-        abort_multipart_days=abort_multipart_days,
-    )
-    client = s3_hook.get_conn()
-    for bucket, ours in desired.items():
-        existing = read_lifecycle_rules(s3_hook, bucket)
-        kept = [_with_filter(rule) for rule in existing if rule.get("ID") not in MANAGED_RULE_IDS]
-        rules = kept + ours
-        if rules == existing:
-            log.info("Lifecycle rules of s3://%s are already up to date", bucket)
-            continue
-        client.put_bucket_lifecycle_configuration(Bucket=bucket, LifecycleConfiguration={"Rules": rules})
-        log.info("Lifecycle rules of s3://%s set: %s", bucket, ", ".join(rule["ID"] for rule in ours))

@@ -77,7 +77,7 @@ def run_from_args(args: argparse.Namespace) -> int:
 def _setup(args: argparse.Namespace) -> None:
     from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 
-    from facebook_catalog.landing_zone import (
+    from facebook_catalog.storage.lifecycle import (
         MANAGED_RULE_IDS,
         apply_lifecycle_rules,
         desired_lifecycle_rules,
@@ -120,19 +120,19 @@ def _setup(args: argparse.Namespace) -> None:
 def _ensure_bucket(hook: S3Hook, bucket: str, *, create: bool, conn_id: str) -> None:
     from botocore.exceptions import ClientError
 
+    from facebook_catalog.storage.s3 import error_code, http_status, is_not_found
+
     try:
         hook.get_conn().head_bucket(Bucket=bucket)
         print(f"s3://{bucket}: exists")
         return
     except ClientError as error:
-        status = int(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0))
-        code = str(error.response.get("Error", {}).get("Code", ""))
-        if status == 403 or code in ("403", "AccessDenied", "Forbidden"):
+        if http_status(error) == 403 or error_code(error) in ("403", "AccessDenied", "Forbidden"):
             raise SetupError(
                 f"access denied to bucket {bucket!r} with connection {conn_id!r} "
                 "(needs s3:ListBucket, s3:GetLifecycleConfiguration, s3:PutLifecycleConfiguration)"
             ) from None
-        if status != 404 and code not in ("404", "NoSuchBucket", "NotFound"):
+        if not (is_not_found(error) or error_code(error) == "NoSuchBucket"):
             raise
     if not create:
         raise SetupError(f"bucket {bucket!r} does not exist (pass --create to create it)")

@@ -21,13 +21,25 @@ from typing import Any
 
 from airflow.sdk import Asset, AssetOrTimeSchedule, CronTriggerTimetable
 
+from facebook_catalog.storage.landing_zone import LANDING_PREFIX
+from facebook_catalog.storage.s3 import normalize_prefix
+
+__all__ = [
+    "DEFAULT_LANDING_BUCKET",
+    "LANDING_BUCKET_ENV",
+    "LANDING_BUCKET_VARIABLE",
+    "LANDING_PREFIX",
+    "configured_landing_asset",
+    "configured_landing_bucket",
+    "landing_asset",
+    "sync_schedule",
+]
+
 #: Airflow Variable with the landing bucket's name, read at run time (by both DAGs' tasks).
 LANDING_BUCKET_VARIABLE = "facebook_catalog_landing_bucket"
 #: Environment variable with the landing bucket's name, read at parse time (the Asset's URI).
 LANDING_BUCKET_ENV = "FACEBOOK_CATALOG_LANDING_BUCKET"
 DEFAULT_LANDING_BUCKET = "facebook-catalog-landing"
-#: The prefix under which landing files wait for the sync (LandingZone's default).
-LANDING_PREFIX = "landing/"
 
 #: Environment variable choosing how the sync DAG is scheduled (read at parse time): ``hourly``
 #: (default), ``asset`` (after each landing asset event only) or ``asset_or_hourly`` (either:
@@ -41,10 +53,7 @@ def landing_asset(bucket: str, prefix: str = LANDING_PREFIX) -> Asset:
     """The Asset for ``s3://<bucket>/<prefix>/``: what the ingestion updates and the sync can wait for."""
     if not bucket:
         raise ValueError("the landing bucket name is empty")
-    prefix = prefix.strip("/")
-    if not prefix:
-        raise ValueError("the landing prefix is empty")
-    return Asset(uri=f"s3://{bucket}/{prefix}/")
+    return Asset(uri=f"s3://{bucket}/{normalize_prefix(prefix, 'the landing prefix')}")
 
 
 # S3's bucket naming rules (lower case letters, digits, dots and hyphens, 3 to 63 characters).

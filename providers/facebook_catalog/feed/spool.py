@@ -1,9 +1,10 @@
-"""Read a snapshot of CSV feed objects from S3 through the feed rules, at any size, while its
-items are being sent.
+"""Read a snapshot of feed objects (in S3) through the feed rules, at any size, while its items
+are being sent.
 
 The snapshot is read in two passes over local copies of the objects:
 
-1. **ids**: every object is downloaded (streamed to a file, never into memory) and its rows' ids
+1. **ids**: every object is downloaded (by the caller's ``download``: streamed to a file, never
+   into memory) and its rows' ids
    read (CSV and the id rule only). A file-level problem (missing column, not a CSV, corrupt
    gzip, ...) surfaces here, before anything is sent, so a half-read file is never half-synced.
    The id hashes go to 64 partition files on disk; resolving them one partition at a time marks
@@ -24,8 +25,8 @@ import sys
 from array import array
 from bisect import bisect_left
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from typing import IO, TYPE_CHECKING, Any, NamedTuple
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import IO, Any, NamedTuple
 
 from facebook_catalog.feed import (
     FeedFileError,
@@ -37,11 +38,12 @@ from facebook_catalog.feed import (
     last_occurrences,
     read_feed_file,
 )
-from facebook_catalog.feed.change_detection import encoded_update, id_hash
+from facebook_catalog.feed.batching import encoded_update
+from facebook_catalog.feed.change_detection import id_hash
 from facebook_catalog.feed.reader import read_feed_file_ids
 
-if TYPE_CHECKING:
-    from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+#: Fetches one object of the snapshot, by key, to a local path.
+Download = Callable[[str, str], None]
 
 #: How many rejection and warning messages go into logs and the report; the CSV has them all.
 MAX_MESSAGE_SAMPLES = 20
@@ -264,8 +266,8 @@ class FeedSpool:
 
 
 class S3FeedRead:
-    """A snapshot of feed objects being read: :func:`read_s3_feed` downloads it and runs the first
-    pass; :meth:`items` runs the second and hands on the items to send.
+    """A snapshot of feed objects being read: :meth:`scan` downloads it and runs the first pass;
+    :meth:`items` runs the second and hands on the items to send.
 
     ``files``, the counts and the rejection figures are complete once :meth:`items` is exhausted;
     before that, ``file_errors`` already names every file that cannot be read as a feed.
@@ -290,17 +292,11 @@ class S3FeedRead:
     def _source(self, number: int) -> str:
         return f"s3://{self.bucket}/{self.keys[number]}"
 
-    def scan(self, s3_hook: S3Hook) -> None:
+    def scan(self, download: Download) -> None:
         """Download every object and read its ids: the first pass."""
-        client = s3_hook.get_conn()
         repeated = RepeatedIds(self.directory, len(self.keys))
         for number, (key, path) in enumerate(zip(self.keys, self._paths, strict=True)):
-            with open(path, "wb") as handle:
-                # One streamed GET in 1 MiB reads: boto3's transfer manager would hold up to
-                # ten 8 MiB parts in memory at once for a large object.
-                body = client.get_object(Bucket=self.bucket, Key=key)["Body"]
-                for chunk in body.iter_chunks(chunk_size=1 << 20):
-                    handle.write(chunk)
+            download(key, path)
             error: str | None = None
             try:
                 repeated.add_file(number, read_feed_file_ids(path, source=self._source(number)))
@@ -391,13 +387,3 @@ class S3FeedRead:
 
     def close(self) -> None:
         self.spool.close()
-
-
-def read_s3_feed(
-    s3_hook: S3Hook, bucket: str, keys: Sequence[str], options: FeedOptions, directory: str
-) -> S3FeedRead:
-    """Download every object under ``directory`` (a temporary directory the caller owns and
-    removes) and run the first pass; the items then come from ``.items()``."""
-    feed = S3FeedRead(bucket, keys, options, directory)
-    feed.scan(s3_hook)
-    return feed

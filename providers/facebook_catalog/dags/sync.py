@@ -1,0 +1,203 @@
+"""
+### Facebook catalog sync (hourly)
+
+Keeps the Meta (Facebook) product catalog in sync with the products that changed in the last
+hour, as delivered to the S3 landing zone (`landing/`) as CSV or gzip CSV files.
+
+1. **snapshot_landing**: repairs what a crashed run left half-archived, then takes the list of
+   files under `landing/` (oldest first, so later files win). No files: the run stops here and
+   makes no Graph API call.
+2. **sync_catalog**: reads exactly those files through the feed rules (bad rows are rejected with
+   file, line, field, value and reason; duplicates keep the last occurrence), upserts the good
+   rows with `items_batch` (≤ 5,000 per call), then *defers*: the worker slot is free while Meta
+   processes the batches and the triggerer polls `check_batch_request_status`. Everything sent,
+   every rejected row and a `report.json` go to `runs/<run id>/` in the synced-products bucket.
+3. **archive_snapshot**: only after the sync succeeded, moves exactly the snapshot's files to
+   `archive/` (copy, verify, delete). Files that arrived during the run stay for the next run.
+   Files that could not be read as a feed move to `quarantine/` with an error report beside
+   them, and the run then fails so someone looks.
+4. **publish_run_summary** (a teardown): always runs; logs one JSON summary line of the report
+   and publishes the run's CloudWatch metrics (namespace `metrics_namespace`).
+
+A failed run also sends a short summary to the SNS topic in the Variable
+`facebook_catalog_sns_topic_arn`, when it is set.
+
+Settings come from the run's params, else Airflow Variables `facebook_catalog_<name>`, else the
+defaults given to the factory (`catalog_sync_dag(**settings)`), else those listed in the README.
+Set `FACEBOOK_CATALOG_SYNC_SCHEDULE=asset` (or `asset_or_hourly`) in the environment to run on
+the ingestion DAG's landing Asset instead of hourly; the Asset's bucket is
+`FACEBOOK_CATALOG_LANDING_BUCKET` (docs/ingestion.md).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from datetime import datetime, timedelta
+from typing import Any, cast
+
+from airflow.providers.common.compat.sdk import AirflowFailException, AirflowSkipException
+from airflow.sdk import DAG, Param, Variable, get_current_context, task, teardown
+
+from facebook_catalog.dags.assets import sync_schedule
+from facebook_catalog.dags.callbacks import make_failure_callback
+from facebook_catalog.operators.items_batch import FacebookCatalogItemsBatchOperator
+from facebook_catalog.sync.settings import SYNC_OPERATOR_ARGUMENTS, SYNC_SETTINGS, resolve_sync_settings
+
+log = logging.getLogger(__name__)
+
+DAG_ID = "facebook_catalog_sync"
+SNAPSHOT_TASK = "snapshot_landing"
+SYNC_TASK = "sync_catalog"
+SUMMARY_TASK = "publish_run_summary"  # the teardown task, by its function name
+_SETTING_NAMES = frozenset(s.name for s in SYNC_SETTINGS)
+
+
+def _from_snapshot(argument: str) -> str:
+    """A template that reads one of the operator's arguments, resolved once by the snapshot task."""
+    return "{{ ti.xcom_pull(task_ids='" + SNAPSHOT_TASK + "')['operator_arguments']['" + argument + "'] }}"
+
+
+def _catalog_id(settings: Mapping[str, Any]) -> str:
+    """The run's catalog: the setting, else the connection's ``catalog_id`` extra."""
+    if settings["catalog_id"]:
+        return str(settings["catalog_id"])
+    from facebook_catalog.hooks.catalog import FacebookCatalogHook
+
+    try:
+        return FacebookCatalogHook(facebook_catalog_conn_id=settings["conn_id"]).settings.catalog_id
+    except Exception:
+        return "unknown"
+
+
+def _landing_zone(settings: Mapping[str, Any]) -> Any:
+    from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+
+    from facebook_catalog.storage.landing_zone import LandingZone
+
+    return LandingZone(
+        S3Hook(aws_conn_id=settings["aws_conn_id"]),
+        settings["landing_bucket"],
+        landing_prefix=settings["landing_prefix"],
+        archive_prefix=settings["archive_prefix"],
+        quarantine_prefix=settings["quarantine_prefix"],
+    )
+
+
+def _resolved(params: Mapping[str, Any] | None, defaults: Mapping[str, Any]) -> dict[str, Any]:
+    return resolve_sync_settings(params or {}, lambda key: Variable.get(key, default=None), defaults=defaults)
+
+
+def snapshot_landing(defaults: dict[str, Any], params: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The run's settings and snapshot of landing; with nothing there, the run skips the rest."""
+    from facebook_catalog.sync.landing import take_snapshot
+
+    settings = _resolved(params, defaults)
+    snapshot = take_snapshot(_landing_zone(settings), settings)
+    if not snapshot.objects:
+        where = f"s3://{settings['landing_bucket']}/{settings['landing_prefix']}"
+        raise AirflowSkipException(f"Nothing to sync: no files under {where}. No Graph API call was made.")
+    return snapshot.to_dict()
+
+
+def archive_snapshot(snapshot: dict[str, Any], summary: dict[str, Any]) -> dict[str, Any]:
+    """Quarantine the snapshot's unreadable files, archive the rest; fail if any was quarantined."""
+    from facebook_catalog.sync.landing import LandingSnapshot
+    from facebook_catalog.sync.landing import archive_snapshot as archive
+
+    taken = LandingSnapshot.from_dict(snapshot)
+    result = archive(_landing_zone(taken.settings), taken, summary.get("files") or [])
+    failure = result.quarantine_message()
+    if failure:
+        raise AirflowFailException(failure)
+    return result.to_dict()
+
+
+def publish_run_summary(defaults: dict[str, Any], params: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Log one JSON summary line (CloudWatch Logs Insights) and publish the run's CloudWatch
+    metrics (docs/operations.md).
+
+    A teardown: it runs whatever happened upstream, and its own success never hides a failed
+    sync in the run's state. The status comes from the run's task states, so a failure after
+    the report was written (archiving, quarantine) is still reported as a failure.
+    """
+    from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
+    from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+
+    from facebook_catalog.storage.run_records import RunRecords
+    from facebook_catalog.sync.metrics import observe_run, run_summary
+    from facebook_catalog.sync.outcome import final_report
+
+    context = get_current_context()
+    ti, run_id = context["ti"], context["run_id"]
+    snapshot = ti.xcom_pull(task_ids=SNAPSHOT_TASK)
+    settings = snapshot["settings"] if snapshot else _resolved(params, defaults)
+    states = ti.get_task_states(dag_id=ti.dag_id, run_ids=[run_id]).get(run_id, {})
+    states.pop(SUMMARY_TASK, None)
+    records = RunRecords(
+        S3Hook(aws_conn_id=settings["aws_conn_id"]),
+        settings["synced_bucket"],
+        run_id,
+        settings["runs_prefix"],
+    )
+    report = final_report(
+        records.load_report(),
+        states,
+        dag_id=ti.dag_id,
+        run_id=run_id,
+        catalog_id=_catalog_id(settings),
+        snapshot_taken=bool(snapshot),
+    )
+    namespace = settings["metrics_namespace"] or None
+    cloudwatch = (
+        AwsBaseHook(aws_conn_id=settings["aws_conn_id"], client_type="cloudwatch").get_conn()
+        if namespace
+        else None
+    )
+    uri = records.uri("report.json")
+    observe_run(report, namespace, cloudwatch, report_uri=uri)
+    return run_summary(report, uri)
+
+
+def catalog_sync_dag(dag_id: str = DAG_ID, schedule: Any = None, **settings: Any) -> DAG:
+    """The hourly sync DAG (this module's docstring). ``schedule`` defaults to hourly, or the
+    landing Asset (``FACEBOOK_CATALOG_SYNC_SCHEDULE``); ``settings`` replace the documented
+    defaults of the settings they name (README's settings table), below params and Variables."""
+    unknown = sorted(set(settings) - _SETTING_NAMES)
+    if unknown:
+        raise TypeError(f"catalog_sync_dag() got unknown settings {unknown}; known: {sorted(_SETTING_NAMES)}")
+    with DAG(
+        dag_id=dag_id,
+        schedule=schedule if schedule is not None else sync_schedule("@hourly"),
+        start_date=datetime(2025, 1, 1),
+        catchup=False,
+        max_active_runs=1,
+        render_template_as_native_obj=True,
+        default_args={
+            "retries": int(os.environ.get("FACEBOOK_CATALOG_SYNC_RETRIES", "2")),
+            "retry_delay": timedelta(minutes=5),
+            "retry_exponential_backoff": True,
+            "max_retry_delay": timedelta(minutes=20),
+        },
+        params={
+            setting.name: Param(
+                None, type=["null", "string", "number", "boolean"], description=setting.description
+            )
+            for setting in SYNC_SETTINGS
+        },
+        doc_md=__doc__,
+        tags=["facebook_catalog"],
+        # The callback returns the alert's message id (for tests); Airflow ignores it.
+        on_failure_callback=cast(Any, make_failure_callback(defaults=settings)),
+    ) as dag:
+        snapshot = task(task_id=SNAPSHOT_TASK)(snapshot_landing)(defaults=settings)
+        sync = FacebookCatalogItemsBatchOperator(
+            task_id=SYNC_TASK,
+            s3_keys="{{ ti.xcom_pull(task_ids='" + SNAPSHOT_TASK + "')['keys'] }}",
+            **{argument: _from_snapshot(argument) for argument in SYNC_OPERATOR_ARGUMENTS},  # type: ignore[arg-type]
+        )
+        archived = task(archive_snapshot)(snapshot, sync.output)  # type: ignore[arg-type]
+        summary = teardown(publish_run_summary)(defaults=settings)
+        snapshot >> sync >> archived >> summary
+    return dag
