@@ -272,3 +272,20 @@ def test_the_latest_extraction_wins_across_files_and_formats_ties_by_reading_ord
     assert (
         f"{files[1]} line 2: duplicate id 'p2': replaced by {files[2]} line 2, which is the one sent" in text
     )
+
+
+def test_within_one_file_a_later_line_with_an_older_extraction_does_not_win(tmp_path: Path) -> None:
+    path = tmp_path / "parts.jsonl"
+    newer = airbyte.records(airbyte.product("p3", title="Newer"), extracted_at=airbyte.EXTRACTED_AT_MS + 5)
+    older = airbyte.records(airbyte.product("p3", title="Older"))
+    path.write_bytes(airbyte.jsonl_bytes([*newer, *older], flatten=True))
+    result = deduplicate(e for e in events_of(path) if isinstance(e, FeedItem))
+    assert [(item.line, item.fields["title"]) for item in result.items] == [(1, "Newer")]
+    assert [(item.line, item.fields["title"]) for item in result.duplicates] == [(2, "Older")]
+    out = io.StringIO()
+    validate_files([str(path)], FeedOptions(), out)
+    assert (
+        f"{path} line 2: duplicate id 'p3': line 1 has a later _airbyte_extracted_at and is the one sent"
+        in (out.getvalue())
+    )
+    assert f"{path}: 2 rows read, 2 good, 0 rejected, 1 duplicate" in out.getvalue()
