@@ -50,7 +50,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "files",
         nargs="+",
         metavar="FILE",
-        help="feed files, CSV or gzip-compressed CSV, in the order they would be synced "
+        help="feed files (CSV, JSON Lines, Parquet, Avro; gzip or not), in the order they would be synced "
         "(later files win for a repeated id); '-' reads standard input",
     )
     parser.add_argument(
