@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks._common import (
+    FEED_COLUMNS,
     Headline,
     Report,
     argument_parser,
@@ -73,6 +74,65 @@ PROPOSED_CLIENT_CPU = 2.5
 PROPOSED_FROM_PRODUCTS = 100_000
 PROPOSED_PIPELINE_MIB = 50.0
 PIPELINES = ("ours", "baseline")
+#: Landing layouts: the CSV export, or Airbyte's S3 destination output with root-level flattening.
+FORMATS = ("csv", "jsonl.gz", "parquet")
+#: 2025-03-07T10:00:00Z, the Airbyte sync the converted files come from.
+_EXTRACTED_AT_MS = 1741341600000
+
+
+def airbyte_layout(csv_path: Path, layout: str) -> Path:
+    """The CSV feed as Airbyte's S3 destination writes it with root-level flattening (its
+    ``_airbyte_*`` columns first; see tests/fixtures/airbyte.py), streamed: JSON Lines (gzip) or
+    Parquet."""
+    import csv
+    import gzip
+
+    path = csv_path.with_suffix("." + layout)
+    meta = {
+        "_airbyte_raw_id": "",
+        "_airbyte_extracted_at": _EXTRACTED_AT_MS,
+        "_airbyte_meta": {"sync_id": 1, "changes": []},
+        "_airbyte_generation_id": 0,
+    }
+    with csv_path.open(encoding="utf-8", newline="") as source:
+        rows = csv.DictReader(source)
+        if layout == "jsonl.gz":
+            import orjson
+
+            with gzip.open(path, "wb", compresslevel=6) as out:
+                for number, row in enumerate(rows):
+                    meta["_airbyte_raw_id"] = f"00000000-0000-7000-8000-{number:012d}"
+                    out.write(orjson.dumps({**meta, **row}) + b"\n")
+            return path
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        names = list(FEED_COLUMNS)
+        schema = pa.schema(
+            [
+                ("_airbyte_raw_id", pa.string()),
+                ("_airbyte_extracted_at", pa.timestamp("ms", tz="UTC")),
+                ("_airbyte_generation_id", pa.int64()),
+                *((name, pa.string()) for name in names),
+            ]
+        )
+        with pq.ParquetWriter(path, schema, compression="snappy") as writer:
+            batch: list[dict[str, Any]] = []
+            for number, row in enumerate(rows):
+                batch.append(
+                    {
+                        "_airbyte_raw_id": f"00000000-0000-7000-8000-{number:012d}",
+                        "_airbyte_extracted_at": _EXTRACTED_AT_MS,
+                        "_airbyte_generation_id": 0,
+                        **row,
+                    }
+                )
+                if len(batch) == 100_000:
+                    writer.write_table(pa.Table.from_pylist(batch, schema=schema))
+                    batch = []
+            if batch:
+                writer.write_table(pa.Table.from_pylist(batch, schema=schema))
+    return path
 
 
 # --------------------------------------------------------------------------------------------
@@ -165,7 +225,15 @@ def child_baseline(args: argparse.Namespace) -> dict[str, Any]:
         aws_secret_access_key=aws["password"],
     )
     body = s3.get_object(Bucket=args.bucket, Key=args.key)["Body"]
-    frame = pd.read_csv(body, dtype=str)
+    if args.key.endswith(".jsonl.gz"):
+        frame = pd.read_json(body, lines=True, dtype=str, compression="gzip")
+    elif args.key.endswith(".parquet"):
+        import io
+
+        frame = pd.read_parquet(io.BytesIO(body.read()))
+    else:
+        frame = pd.read_csv(body, dtype=str)
+    frame = frame.drop(columns=[name for name in frame.columns if name.startswith("_airbyte_")])
     read_done = time.perf_counter()
 
     session = FacebookSession(access_token=connection["password"])
@@ -235,12 +303,14 @@ def run(args: argparse.Namespace) -> dict[int, dict[str, dict[str, Any]]]:
             s3.create_bucket(Bucket=BUCKET)
             for number, size in enumerate(sizes):
                 feed = write_feed_csv(tmp / f"products-{size}.csv", size)
-                key = f"landing/bench/products-{size}.csv"
-                s3.upload_file(str(feed.path), BUCKET, key)
+                upload = feed.path if args.format == "csv" else airbyte_layout(feed.path, args.format)
+                key = f"landing/bench/products-{size}.{args.format}"
+                s3.upload_file(str(upload), BUCKET, key)
                 feed.path.unlink()
+                upload.unlink(missing_ok=True)
+                mib = upload_bytes(key, s3) / 2**20
                 print(
-                    f"[feed] {size:,} products: {feed.rows:,} rows, {feed.bytes / 2**20:.1f} MiB in "
-                    f"s3://{BUCKET}/{key}",
+                    f"[feed] {size:,} products: {feed.rows:,} rows, {mib:.1f} MiB in s3://{BUCKET}/{key}",
                     flush=True,
                 )
                 results[size] = {}
@@ -290,6 +360,10 @@ def run(args: argparse.Namespace) -> dict[int, dict[str, dict[str, Any]]]:
     return results
 
 
+def upload_bytes(key: str, s3: Any) -> int:
+    return int(s3.head_object(Bucket=BUCKET, Key=key)["ContentLength"])
+
+
 def _summary_line(r: dict[str, Any]) -> str:
     phases = r.get("phases") or {}
     steps = (
@@ -307,7 +381,7 @@ def _summary_line(r: dict[str, Any]) -> str:
     )
 
 
-def report(results: dict[int, dict[str, dict[str, Any]]]) -> Report:
+def report(results: dict[int, dict[str, dict[str, Any]]], layout: str = "csv") -> Report:
     headers = [
         "products",
         "pipeline",
@@ -418,8 +492,9 @@ def report(results: dict[int, dict[str, dict[str, Any]]]) -> Report:
     )
     headlines = _headlines(sizes, results, speedups, client_speedups)
     return Report(
-        name="feed_throughput",
-        title="Feed throughput and memory",
+        # Each layout keeps a head block of its own in RESULTS.md.
+        name="feed_throughput" if layout == "csv" else f"feed_throughput_{layout.replace('.', '_')}",
+        title="Feed throughput and memory" + ("" if layout == "csv" else f" ({layout}, Airbyte's layout)"),
         headlines=headlines,
         tables=[markdown_table(headers, rows), summary],
         notes=notes,
@@ -507,6 +582,12 @@ def main(argv: list[str] | None = None) -> int:
         help="after each measured run of ours, run it again under pyinstrument and write the profile here",
     )
     parser.add_argument("--only", choices=PIPELINES, help="run one pipeline only (no comparison table)")
+    parser.add_argument(
+        "--format",
+        choices=FORMATS,
+        default="csv",
+        help="landing layout: the CSV export (default), or Airbyte's flattened JSON Lines (gzip) or Parquet",
+    )
     parser.add_argument("--child", choices=PIPELINES, help=argparse.SUPPRESS)
     parser.add_argument("--bucket", help=argparse.SUPPRESS)
     parser.add_argument("--key", help=argparse.SUPPRESS)
@@ -521,7 +602,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.only:
         print("(one pipeline only: no comparison, nothing recorded)")
         return 0
-    record(report(results), args)
+    record(report(results, args.format), args)
     return 0
 
 

@@ -29,7 +29,7 @@ def _build_parser() -> argparse.ArgumentParser:
 
     validate = sub.add_parser(
         "validate",
-        help="check local CSV feed files (CSV or gzip CSV) without sending anything",
+        help="check local feed files (CSV, JSON Lines, Parquet, Avro) without sending anything",
         description=(
             "Run the feed rules on local files and print every rejected row. Exit status: 0 when "
             "every row is good, 1 when some rows were rejected, 2 when a file could not be read "

@@ -11,6 +11,7 @@ from facebook_catalog.emulator.validation import (
     RecordShapeError,
     check_record,
     parse_record,
+    parse_records,
 )
 from tests.emulator.products import product
 
@@ -249,3 +250,46 @@ def test_records_of_the_wrong_shape_fail_with_their_index(record: object, messag
 
 def test_method_names_are_read_case_insensitively() -> None:
     assert parse_record(0, {"method": "update", "data": {"id": "a"}}) == ("UPDATE", {"id": "a"})
+
+
+# A whole requests array
+
+
+def test_parse_records_is_parse_record_of_each() -> None:
+    records: list[Any] = [
+        {"method": "UPDATE", "data": {"id": "a"}},
+        {"method": "CREATE", "data": {"id": "b"}, "extra": [1]},
+        {"method": "DELETE", "data": {}},
+    ]
+    assert parse_records(records) == [parse_record(i, r) for i, r in enumerate(records)]
+    lower = [{"method": "update", "data": {"id": "a"}}]
+    assert parse_records(lower) == [("UPDATE", {"id": "a"})]
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "UPDATE",
+        None,
+        {"method": "UPSERT", "data": {}},
+        {"method": ["UPDATE"], "data": {}},
+        {"data": {}},
+        {"method": "UPDATE", "data": "sku-1"},
+        {"method": "UPDATE"},
+    ],
+)
+def test_parse_records_fails_like_parse_record_on_the_first_bad_record(bad: Any) -> None:
+    records = [{"method": "UPDATE", "data": {"id": "a"}}, bad, {"method": "UPSERT", "data": {}}]
+    with pytest.raises(RecordShapeError) as raised:
+        parse_records(records)
+    assert str(raised.value) == first_shape_error(records)
+    assert "requests[1]" in str(raised.value)
+
+
+def first_shape_error(records: list[Any]) -> str | None:
+    for index, record in enumerate(records):
+        try:
+            parse_record(index, record)
+        except RecordShapeError as error:
+            return str(error)
+    return None

@@ -28,7 +28,7 @@ from facebook_catalog.emulator.errors import (
     payload_too_large,
     service_unavailable,
 )
-from facebook_catalog.emulator.forms import FormError, loads_utf8_json, parse_body
+from facebook_catalog.emulator.forms import FormError, parse_body
 from facebook_catalog.emulator.state import CallRecord, EmulatorState, FaultPlan
 from facebook_catalog.emulator.validation import RecordShapeError, parse_records
 
@@ -203,7 +203,7 @@ def _items_batch(
     if raw_requests is None or not raw_requests.strip():
         raise invalid_parameter("The parameter requests is required")
     try:
-        records = loads_utf8_json(raw_requests)
+        records = json.loads(raw_requests.decode("utf-8"))
     except ValueError:  # also UnicodeDecodeError
         raise invalid_parameter("Param requests must be a JSON-encoded array of requests") from None
     if not isinstance(records, list):
@@ -219,9 +219,6 @@ def _items_batch(
         parsed = parse_records(records)
     except RecordShapeError as exc:
         raise invalid_parameter(str(exc)) from None
-    # The record objects are not needed any more (their data is in ``parsed``): free them now
-    # rather than have the garbage collector carry them through the whole call.
-    del records
 
     outcome = state.submit_batch(catalog_id, parsed, allow_upsert=allow_upsert)
     call.handle = outcome.handle

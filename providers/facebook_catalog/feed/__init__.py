@@ -1,4 +1,5 @@
-"""The feed: read CSV product feeds and apply Meta's product field rules.
+"""The feed: read product feeds (CSV, JSON Lines, Parquet, Avro, as Airbyte writes them) and apply
+Meta's product field rules.
 
 Pure Python with no Airflow import, so it runs in the operator, in the ingestion DAG and in the
 ``fb-catalog validate`` command alike.

@@ -11,38 +11,57 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
+from facebook_catalog.feed.extraction import supersedes
 from facebook_catalog.feed.model import FeedItem
 
 T = TypeVar("T")
 
 
 class LatestById(Generic[T]):
-    """The latest value per id, in order of each id's last occurrence."""
+    """The latest value per id, in order of each id's last occurrence.
+
+    With extraction times (Airbyte's ``_airbyte_extracted_at``), an occurrence read later but
+    extracted earlier does not replace the held one: the latest extraction wins, ties by reading
+    order (feed/extraction.py)."""
 
     def __init__(self) -> None:
-        self._latest: dict[str, T] = {}
+        self._latest: dict[str, tuple[T, int | None]] = {}
+        #: Whether the last put kept its value (False: the held one was extracted later).
+        self.kept = True
 
-    def put(self, item_id: str, value: T) -> T | None:
-        """Record ``value`` as ``item_id``'s latest; the value it replaces, if any."""
-        replaced = self._latest.pop(item_id, None)
-        # Popped and re-inserted, so dict order follows the last occurrence.
-        self._latest[item_id] = value
-        return replaced
+    def put(self, item_id: str, value: T, extracted_at: int | None = None) -> T | None:
+        """Offer ``value`` as ``item_id``'s latest; the occurrence not kept (the value it replaces,
+        or ``value`` itself when ``kept`` is False), None for an id's first occurrence."""
+        held = self._latest.get(item_id)
+        if held is not None and not supersedes(extracted_at, held[1]):
+            self.kept = False
+            return value
+        self.kept = True
+        if held is not None:
+            # Popped and re-inserted, so dict order follows the last occurrence.
+            del self._latest[item_id]
+        self._latest[item_id] = (value, extracted_at)
+        return None if held is None else held[0]
 
     def get(self, item_id: str) -> T | None:
-        return self._latest.get(item_id)
+        held = self._latest.get(item_id)
+        return None if held is None else held[0]
+
+    def extracted_at(self, item_id: str) -> int | None:
+        held = self._latest.get(item_id)
+        return None if held is None else held[1]
 
     def items(self) -> Iterator[tuple[str, T]]:
-        return iter(self._latest.items())
+        return ((item_id, held[0]) for item_id, held in self._latest.items())
 
     def values(self) -> list[T]:
-        return list(self._latest.values())
+        return [held[0] for held in self._latest.values()]
 
 
 @dataclass(frozen=True)
 class DeduplicatedItems:
     """``items`` in the order of each id's last occurrence; ``duplicates`` are the occurrences
-    that a later one replaced, in the order they were replaced."""
+    that another one replaced (a later one, or an earlier-read later extraction), in order."""
 
     items: list[FeedItem]
     duplicates: list[FeedItem]
@@ -54,14 +73,17 @@ def deduplicate(items: Iterable[FeedItem]) -> DeduplicatedItems:
     latest: LatestById[FeedItem] = LatestById()
     duplicates: list[FeedItem] = []
     for item in items:
-        replaced = latest.put(item.fields["id"], item)
-        if replaced is not None:
-            duplicates.append(replaced)
+        loser = latest.put(item.fields["id"], item, item.extracted_at)
+        if loser is not None:
+            duplicates.append(loser)
     return DeduplicatedItems(latest.values(), duplicates)
 
 
 def last_occurrences(
-    rows: int, partitions: Iterable[Iterable[tuple[int, int]]], same_item: Callable[[int, int], bool]
+    rows: int,
+    partitions: Iterable[Iterable[tuple[int, int]]],
+    same_item: Callable[[int, int], bool],
+    extracted_at: Callable[[int], int | None] | None = None,
 ) -> bytearray:
     """Flag, of ``rows`` rows, the ones to keep: the last occurrence of each item (:class:`LatestById`'s
     rule, at any size).
@@ -70,7 +92,9 @@ def last_occurrences(
     and partitioned by hash so that equal hashes share a partition: each partition is resolved
     with a dict of its own, so memory is one partition's, not a Python object per row (the spool
     keeps its partitions on disk). ``same_item(i, j)`` confirms that rows i and j with equal
-    hashes really are the same id, so a hash collision never drops a product.
+    hashes really are the same id, so a hash collision never drops a product. With
+    ``extracted_at(row)``, a later row replaces an earlier one only if it ``supersedes`` it (the
+    latest Airbyte extraction wins; see feed/extraction.py).
     """
     keep = bytearray(rows)
     for partition in partitions:
@@ -82,7 +106,8 @@ def last_occurrences(
                 continue
             for position, held in enumerate(holders):
                 if same_item(held, row):
-                    holders[position] = row
+                    if extracted_at is None or supersedes(extracted_at(row), extracted_at(held)):
+                        holders[position] = row
                     break
             else:
                 holders.append(row)

@@ -140,6 +140,7 @@ class ColumnLayout:
     unknown: tuple[tuple[int, str], ...]
     missing: tuple[str, ...]
     duplicated: tuple[tuple[str, tuple[str, ...]], ...]
+    header: tuple[str, ...] = ()
 
     @property
     def id_index(self) -> int:
@@ -169,4 +170,5 @@ def layout_columns(header: Sequence[str]) -> ColumnLayout:
         unknown=tuple(unknown),
         missing=tuple(field for field in REQUIRED_COLUMNS if field not in names_by_field),
         duplicated=tuple((field, tuple(names)) for field, names in names_by_field.items() if len(names) > 1),
+        header=tuple(header),
     )

@@ -65,6 +65,9 @@ class FeedItem:
     line: int
     # Not part of the hash (a dict cannot be hashed); equality still compares it.
     fields: dict[str, str] = dataclasses.field(hash=False)
+    #: ``_airbyte_extracted_at`` in epoch milliseconds when the file has it: among occurrences
+    #: of one id, the latest extraction is the one to send (see feed/extraction.py).
+    extracted_at: int | None = None
 
     @property
     def id(self) -> str:

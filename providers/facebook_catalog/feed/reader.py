@@ -19,10 +19,26 @@ import io
 import os
 import re
 import zlib
-from collections.abc import Iterator
-from typing import TYPE_CHECKING, BinaryIO
+from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from facebook_catalog.feed.fields import ColumnLayout, layout_columns
+from facebook_catalog.feed.formats import (
+    AVRO,
+    AVRO_MAGIC,
+    CSV,
+    JSONL,
+    PARQUET,
+    PARQUET_MAGIC,
+    format_by_content,
+    format_by_name,
+    mismatch_reason,
+    read_avro,
+    read_avro_ids,
+    read_jsonl,
+    read_jsonl_ids,
+    unwrap_airbyte_data,
+)
 from facebook_catalog.feed.model import (
     FeedEvent,
     FeedFileError,
@@ -39,13 +55,18 @@ from facebook_catalog.feed.normalize import (
     normalize_values,
     normalized_id,
 )
+from facebook_catalog.feed.records import (
+    AIRBYTE_DATA_COLUMN,
+    EXTRACTED_AT_COLUMN,
+    RecordRules,
+    extracted_at_ms,
+    unknown_column_warnings,
+)
 
 if TYPE_CHECKING:
     from _typeshed import WriteableBuffer
 
 MAX_RECORD_BYTES = 4 * 1024 * 1024
-# Past this many, unknown columns are counted in one warning instead of one warning each.
-MAX_NAMED_UNKNOWN_COLUMNS = 50
 _READ_BUFFER_BYTES = 1024 * 1024
 _GZIP_MAGIC = b"\x1f\x8b"
 _UTF8_BOM = b"\xef\xbb\xbf"
@@ -103,14 +124,20 @@ def _read_head(stream: BinaryIO, size: int) -> bytes:
     return head
 
 
-def _open_bytes(stream: BinaryIO, source: str) -> tuple[io.BufferedIOBase, bool]:
-    """The decompressed byte stream and whether it was gzip."""
+def _read_start(stream: BinaryIO, source: str, size: int) -> bytes:
+    """The first ``size`` bytes of a file that has some; a file error for none or a failed read."""
     try:
-        head = _read_head(stream, len(_GZIP_MAGIC))
+        head = _read_head(stream, size)
     except OSError as exc:
         raise FeedFileError(source, f"the file cannot be read: {exc}") from None
     if not head:
         raise FeedFileError(source, "the file is empty (0 bytes)")
+    return head
+
+
+def _open_bytes(stream: BinaryIO, source: str) -> tuple[io.BufferedIOBase, bool]:
+    """The decompressed byte stream and whether it was gzip."""
+    head = _read_start(stream, source, len(_GZIP_MAGIC))
     buffered = io.BufferedReader(_PrefixedStream(head, stream), _READ_BUFFER_BYTES)
     if head == _GZIP_MAGIC:
         return gzip.GzipFile(fileobj=buffered, mode="rb"), True
@@ -273,9 +300,33 @@ def _open_local(path: str | os.PathLike[str], name: str) -> BinaryIO:
 def read_feed(stream: BinaryIO, source: str, options: FeedOptions = DEFAULT_OPTIONS) -> Iterator[FeedEvent]:
     """Yield, in file order, a FeedItem for each good row and a Rejection for each problem of a
     bad row, plus FeedWarnings. Raises FeedFileError, possibly after some rows, when the file
-    cannot be read as a feed; the caller must then treat the whole file as not synced."""
-    reader, lines, layout, header_line = _open_feed(stream, source)
-    yield from _header_warnings(layout, source, header_line)
+    cannot be read as a feed; the caller must then treat the whole file as not synced.
+
+    The format (CSV, JSON Lines, Parquet, Avro; see feed/formats.py) comes from ``source``'s
+    extension, checked against the content."""
+    kind, opened = _open_format(stream, source)
+    if kind == PARQUET:
+        from facebook_catalog.feed.parquet import read_parquet
+
+        yield from read_parquet(opened, source, options)
+        return
+    if kind == AVRO:
+        yield from read_avro(opened, source, options)
+        return
+    byte_stream, is_gzip = opened  # type: ignore[misc]
+    if kind == JSONL:
+        yield from read_jsonl(byte_stream, source, is_gzip, options)
+        return
+    reader, lines, layout, header_line, data_index = _open_feed(byte_stream, is_gzip, source)
+    yield from unknown_column_warnings(layout, source, header_line)
+    if data_index is not None:
+        rules = RecordRules(source, options)
+        for entry in _raw_records(reader, lines, layout, data_index, source):
+            if isinstance(entry, Rejection):
+                yield entry
+            else:
+                yield from rules.events(*entry)
+        return
     yield from _read_rows(reader, lines, layout, source, options)
 
 
@@ -287,7 +338,28 @@ def read_feed_ids(stream: BinaryIO, source: str) -> Iterator[tuple[int, str]]:
     this pass is read to its end by read_feed too. Rows it yields may still be rejected by
     read_feed (a bad price, say), but every FeedItem of read_feed is one of its (line, id) pairs.
     """
-    reader, lines, layout, _ = _open_feed(stream, source)
+    kind, opened = _open_format(stream, source)
+    if kind == PARQUET:
+        from facebook_catalog.feed.parquet import read_parquet_ids
+
+        yield from read_parquet_ids(opened, source)
+        return
+    if kind == AVRO:
+        yield from read_avro_ids(opened, source)
+        return
+    byte_stream, is_gzip = opened  # type: ignore[misc]
+    if kind == JSONL:
+        yield from read_jsonl_ids(byte_stream, source, is_gzip)
+        return
+    reader, lines, layout, _, data_index = _open_feed(byte_stream, is_gzip, source)
+    if data_index is not None:
+        rules = RecordRules(source, DEFAULT_OPTIONS)
+        for entry in _raw_records(reader, lines, layout, data_index, source):
+            if not isinstance(entry, Rejection):
+                item_id = rules.item_id(entry[1])
+                if item_id:
+                    yield entry[0], item_id
+        return
     width = layout.width
     id_index = layout.id_index
     for row in _records(reader, lines):
@@ -295,6 +367,49 @@ def read_feed_ids(stream: BinaryIO, source: str) -> Iterator[tuple[int, str]]:
             item_id = normalized_id(row[id_index])
             if item_id:
                 yield lines.record_start, item_id
+
+
+def _open_format(stream: BinaryIO, source: str) -> tuple[str, Any]:
+    """The file's format and what its reader takes: the binary stream from its first byte
+    (Parquet, Avro) or the decompressed byte stream and whether it was gzip (CSV, JSON Lines)."""
+    named = format_by_name(source)
+    head = _read_start(stream, source, len(PARQUET_MAGIC))
+    if head in (PARQUET_MAGIC, AVRO_MAGIC) or named in (PARQUET, AVRO):
+        found = format_by_content(head, head.lstrip())
+        if named is not None and found != named:
+            if named in (PARQUET, AVRO):
+                raise FeedFileError(source, mismatch_reason(named, found, source))
+            if named == CSV and found == PARQUET:
+                raise FeedFileError(
+                    source, _FOREIGN_FORMATS[3][1] + "; " + mismatch_reason(named, found, source)
+                )
+            raise FeedFileError(source, mismatch_reason(named, found, source))
+        if stream.seekable():
+            stream.seek(0)
+            return found, stream
+        return found, io.BufferedReader(_PrefixedStream(head, stream), _READ_BUFFER_BYTES)
+    byte_stream, is_gzip = _open_bytes(io.BufferedReader(_PrefixedStream(head, stream), len(head)), source)
+    try:
+        start = byte_stream.peek(256)[:256]  # type: ignore[attr-defined]  # BufferedReader, GzipFile
+    except (OSError, EOFError, zlib.error) as exc:
+        raise FeedFileError(source, _read_failure(exc, is_gzip, 0)) from None
+    if start.startswith(_UTF8_BOM):
+        start = start[len(_UTF8_BOM) :]
+    found = format_by_content(b"", start.lstrip())
+    if named == CSV and found == JSONL:
+        raise FeedFileError(
+            source,
+            "the file looks like JSON, not CSV: it is JSON Lines (Airbyte's JSONL output?) named as CSV; "
+            "name it .jsonl, as the Airbyte S3 destination does",
+        )
+    if named == JSONL and found != JSONL and start.strip():
+        first_line = start.split(b"\n", 1)[0].decode("utf-8", "replace").strip()
+        raise FeedFileError(
+            source,
+            f"the file is named as JSON Lines but its first line is not a JSON object "
+            f"('{display_value(first_line, 60)}'); is it CSV? name it .csv",
+        )
+    return (named or found), (byte_stream, is_gzip)
 
 
 def _records(reader: Iterator[list[str]], lines: _PhysicalLines) -> Iterator[list[str] | csv.Error]:
@@ -312,17 +427,69 @@ def _records(reader: Iterator[list[str]], lines: _PhysicalLines) -> Iterator[lis
         yield row
 
 
+def _raw_records(
+    reader: Iterator[list[str]], lines: _PhysicalLines, layout: ColumnLayout, data_index: int, source: str
+) -> Iterator[tuple[int, Mapping[str, Any], int | None] | Rejection]:
+    """Airbyte's raw CSV ("No flattening"): each row's record, parsed from its _airbyte_data JSON,
+    as (line, record, extracted_at), or the Rejection of a row that holds none."""
+    width = layout.width
+    extracted_index = _extracted_at_index(layout)
+    for row in _records(reader, lines):
+        line = lines.record_start
+        if isinstance(row, csv.Error):
+            yield Rejection(source, line, "", "", _malformed_reason(str(row), lines))
+            continue
+        if lines.record_flags and not row:
+            yield from _oversize_rejections(lines, source)
+            continue
+        if len(row) != width:
+            if any(cell.strip() for cell in row):
+                yield Rejection(
+                    source,
+                    line,
+                    "",
+                    display_value(",".join(row)),
+                    f"the row has {len(row):,} field{'' if len(row) == 1 else 's'} but the header has "
+                    f"{width:,}{_span(lines)}",
+                )
+            continue
+        if not any(row):
+            continue
+        if lines.record_flags:
+            kinds = {kind for _, kind, _ in lines.record_flags}
+            what = "NUL bytes" if "nul" in kinds else "bytes that are not valid UTF-8"
+            yield Rejection(
+                source, line, AIRBYTE_DATA_COLUMN, "", f"the row contains {what}; save the file as UTF-8"
+            )
+            continue
+        data = unwrap_airbyte_data(row[data_index], source, line)
+        if isinstance(data, Rejection):
+            yield data
+            continue
+        yield line, data, None if extracted_index is None else extracted_at_ms(row[extracted_index])
+
+
+def _extracted_at_index(layout: ColumnLayout) -> int | None:
+    return next(
+        (index for index, name in enumerate(layout.header) if name.strip().lower() == EXTRACTED_AT_COLUMN),
+        None,
+    )
+
+
 def _open_feed(
-    stream: BinaryIO, source: str
-) -> tuple[Iterator[list[str]], _PhysicalLines, ColumnLayout, int]:
-    """The CSV row reader past a checked header, its line tracker, the layout and the header's line."""
+    byte_stream: io.BufferedIOBase, is_gzip: bool, source: str
+) -> tuple[Iterator[list[str]], _PhysicalLines, ColumnLayout, int, int | None]:
+    """The CSV row reader past a checked header, its line tracker, the layout, the header's line
+    and, for Airbyte's raw CSV, the index of the _airbyte_data column."""
     _raise_field_size_limit()
-    byte_stream, is_gzip = _open_bytes(stream, source)
     lines = _PhysicalLines(byte_stream, source, is_gzip)
     reader = csv.reader(lines, strict=True)
     header = _read_header(reader, lines, source)
     header_line = lines.record_start
-    return reader, lines, _check_header(header, source), header_line
+    names = [name.strip().lower() for name in header]
+    if AIRBYTE_DATA_COLUMN in names and not layout_columns(header).fields:
+        return reader, lines, layout_columns(header), header_line, names.index(AIRBYTE_DATA_COLUMN)
+    return reader, lines, _check_header(header, source), header_line, None
 
 
 def _read_header(reader: Iterator[list[str]], lines: _PhysicalLines, source: str) -> list[str]:
@@ -369,39 +536,12 @@ def _check_header(header: list[str], source: str) -> ColumnLayout:
     if layout.missing:
         plural = "s" if len(layout.missing) > 1 else ""
         reason = f"required column{plural} missing: {', '.join(layout.missing)}"
-        if any(name.strip().lower() == "_airbyte_data" for name in header):
-            reason += (
-                " (the file is in Airbyte's raw format, with every record as JSON in _airbyte_data: "
-                "enable root-level flattening in the S3 destination)"
-            )
-        elif not layout.fields:
+        if not layout.fields:
             reason += f" (the first line is '{_header_preview(header)}'; does the file start with a header?)"
         else:
             reason += f" (the header has: {_header_preview(header)})"
         raise FeedFileError(source, reason)
     return layout
-
-
-def _header_warnings(layout: ColumnLayout, source: str, line: int) -> Iterator[FeedWarning]:
-    for index, name in layout.unknown[:MAX_NAMED_UNKNOWN_COLUMNS]:
-        shown = display_value(name.strip(), 60)
-        if not shown:
-            yield FeedWarning(
-                source, line, "", "", f"column {index + 1} has no name; its values are not sent"
-            )
-        else:
-            yield FeedWarning(
-                source, line, shown, "", "not a Meta product field: the column's values are not sent"
-            )
-    hidden = len(layout.unknown) - MAX_NAMED_UNKNOWN_COLUMNS
-    if hidden > 0:
-        yield FeedWarning(
-            source,
-            line,
-            "",
-            "",
-            f"{hidden:,} more columns are not Meta product fields; their values are not sent",
-        )
 
 
 def _read_rows(
@@ -414,6 +554,7 @@ def _read_rows(
     width = layout.width
     rules = RowRules(layout.fields)
     id_index = layout.id_index
+    extracted_index = _extracted_at_index(layout)
     for row in _records(reader, lines):
         if isinstance(row, csv.Error):
             yield Rejection(source, lines.record_start, "", "", _malformed_reason(str(row), lines))
@@ -442,7 +583,10 @@ def _read_rows(
             else:
                 yield Rejection(source, line, problem.field, problem.value, problem.reason, item_id)
         if fields is not None:
-            yield FeedItem(source, line, fields)
+            if extracted_index is None:
+                yield FeedItem(source, line, fields)
+            else:
+                yield FeedItem(source, line, fields, extracted_at_ms(row[extracted_index]))
 
 
 def _item_id(cell: str) -> str:

@@ -175,8 +175,8 @@ class FeedSpool:
     def __init__(self, directory: str) -> None:
         # Buffered both ways: rows are appended one by one, then read back in order.
         self._file: IO[bytes] = open(os.path.join(directory, "items.spool"), "w+b", buffering=1 << 20)  # noqa: SIM115
-        # Entries: [id hash][row][the row's offset in the spool].
-        self._partitions = _HashPartitions(directory, "spool-ids", 3)
+        # Entries: [id hash][row][the row's offset in the spool][_airbyte_extracted_at + 1, 0: none].
+        self._partitions = _HashPartitions(directory, "spool-ids", 4)
         self._rows = 0
         self._spool_bytes = 0
         # (first row, file number) where each file's rows begin: a row's file without a column.
@@ -186,7 +186,7 @@ class FeedSpool:
     def __len__(self) -> int:
         return self._rows
 
-    def add(self, file_number: int, item: SpooledItem) -> None:
+    def add(self, file_number: int, item: SpooledItem, extracted_at: int | None = None) -> None:
         encoded_id = item.item_id.encode("utf-8")
         if not self._file_starts or self._file_starts[-1][1] != file_number:
             self._file_starts.append((self._rows, file_number))
@@ -197,7 +197,9 @@ class FeedSpool:
             + encoded_id
             + item.request
         )
-        self._partitions.add(item.id_hash, self._rows, self._spool_bytes)
+        self._partitions.add(
+            item.id_hash, self._rows, self._spool_bytes, 0 if extracted_at is None else extracted_at + 1
+        )
         self._rows += 1
         self._spool_bytes += _ROW_LENGTH.size + rest
 
@@ -207,23 +209,29 @@ class FeedSpool:
         return self._file.read(id_length).decode("utf-8")
 
     def deduplicate(self) -> int:
-        """Keep each id's last occurrence; return how many earlier occurrences were dropped."""
+        """Keep each id's last occurrence (its latest extraction, when the rows carry Airbyte's);
+        return how many other occurrences were dropped."""
         self._file.flush()
-        # The partition being resolved: its rows (ascending) and their offsets in the spool.
-        rows, offsets = array("Q"), array("Q")
+        # The partition being resolved: its rows (ascending), their offsets in the spool, and
+        # their extraction times.
+        rows, offsets, extractions = array("Q"), array("Q"), array("Q")
 
         def partitions() -> Iterator[Iterator[tuple[int, int]]]:
-            nonlocal rows, offsets
+            nonlocal rows, offsets, extractions
             for entries in self._partitions:
-                rows, offsets = entries[1::3], entries[2::3]
-                yield zip(rows, entries[0::3], strict=True)
+                rows, offsets, extractions = entries[1::4], entries[2::4], entries[3::4]
+                yield zip(rows, entries[0::4], strict=True)
+
+        def extracted_at(row: int) -> int | None:
+            stamp = extractions[bisect_left(rows, row)]
+            return stamp - 1 if stamp else None
 
         def same_item(a: int, b: int) -> bool:
             return self._item_id(offsets[bisect_left(rows, a)]) == self._item_id(
                 offsets[bisect_left(rows, b)]
             )
 
-        self.keep = last_occurrences(self._rows, partitions(), same_item)
+        self.keep = last_occurrences(self._rows, partitions(), same_item, extracted_at)
         return self.keep.count(0)
 
     def duplicates_by_file(self) -> dict[int, int]:
@@ -334,7 +342,7 @@ class S3FeedRead:
                         continue
                     item = item_to_send(event.fields)
                     if repeated[event.line]:
-                        self.spool.add(number, item)
+                        self.spool.add(number, item, event.extracted_at)
                     else:
                         yield item
                 elif isinstance(event, Rejection):

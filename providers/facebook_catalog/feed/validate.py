@@ -50,7 +50,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "files",
         nargs="+",
         metavar="FILE",
-        help="feed files, CSV or gzip-compressed CSV, in the order they would be synced "
+        help="feed files (CSV, JSON Lines, Parquet, Avro; gzip or not), in the order they would be synced "
         "(later files win for a repeated id); '-' reads standard input",
     )
     parser.add_argument(
@@ -109,9 +109,17 @@ def validate_files(paths: Sequence[str], options: FeedOptions, out: TextIO) -> i
             for event in _events(path, options):
                 tally.add(event)
                 if isinstance(event, FeedItem):
-                    earlier = in_file.put(event.id, event.line)
+                    earlier = in_file.put(event.id, event.line, event.extracted_at)
                     if earlier is not None:
                         duplicates[index] += 1
+                        if not in_file.kept:
+                            _print(
+                                out,
+                                f"{source} line {event.line}: duplicate id '{event.id}': line "
+                                f"{in_file.get(event.id)} has a later _airbyte_extracted_at and is the "
+                                "one sent",
+                            )
+                            continue
                         _print(
                             out,
                             f"{source} line {earlier}: duplicate id '{event.id}': replaced by line "
@@ -130,8 +138,17 @@ def validate_files(paths: Sequence[str], options: FeedOptions, out: TextIO) -> i
             # A file that cannot be read is not synced at all, so it replaces nothing.
             continue
         for item_id, line in in_file.items():
-            earlier_place = latest.put(item_id, (index, line))
+            earlier_place = latest.put(item_id, (index, line), in_file.extracted_at(item_id))
             if earlier_place is not None:
+                if not latest.kept:
+                    held_index, held_line = latest.get(item_id) or (index, line)
+                    duplicates[index] += 1
+                    _print(
+                        out,
+                        f"{source} line {line}: duplicate id '{item_id}': {sources[held_index]} line "
+                        f"{held_line} has a later _airbyte_extracted_at and is the one sent",
+                    )
+                    continue
                 earlier_index, earlier_line = earlier_place
                 duplicates[earlier_index] += 1
                 _print(

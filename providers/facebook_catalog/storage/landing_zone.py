@@ -278,30 +278,22 @@ class LandingZone:
             )
 
         if not self._is_snapshot_version(landing_head, obj):
-            if not copied:
-                copied = self._copy_snapshot_version(obj, archive_key)
-            return ArchiveOutcome(
-                obj.key,
-                "superseded",
-                archive_key if copied else None,
-                self._superseded_detail(obj, archive_key if copied else None),
-            )
+            return self._superseded(obj, archive_key, copied or self._copy_snapshot_version(obj, archive_key))
 
         if not copied:
             try:
                 self._copy_verified(obj, landing_head, archive_key)
             except LandingObjectChangedError:
-                copied = self._copy_snapshot_version(obj, archive_key)
-                return ArchiveOutcome(
-                    obj.key,
-                    "superseded",
-                    archive_key if copied else None,
-                    self._superseded_detail(obj, archive_key if copied else None),
-                )
+                return self._superseded(obj, archive_key, self._copy_snapshot_version(obj, archive_key))
 
         if self._delete_if_unchanged(obj):
             return ArchiveOutcome(obj.key, "archived", archive_key)
         return ArchiveOutcome(obj.key, "superseded", archive_key, self._superseded_detail(obj, archive_key))
+
+    def _superseded(self, obj: LandingObject, archive_key: str, copied: bool) -> ArchiveOutcome:
+        """The key was overwritten during the run; ``copied``: its snapshotted content is archived."""
+        kept = archive_key if copied else None
+        return ArchiveOutcome(obj.key, "superseded", kept, self._superseded_detail(obj, kept))
 
     def _superseded_detail(self, obj: LandingObject, archive_key: str | None) -> str:
         where = (

@@ -110,37 +110,15 @@ def read_lifecycle_rules(s3_hook: S3Hook, bucket: str) -> list[dict[str, Any]]:
     return [dict(rule) for rule in response.get("Rules", [])]
 
 
-def apply_lifecycle_rules(
-    s3_hook: S3Hook,
-    landing_bucket: str,
-    synced_bucket: str,
-    archive_prefix: str = "archive/",
-    runs_prefix: str = "runs/",
-    quarantine_prefix: str = "quarantine/",
-    archive_days: int = 30,
-    runs_days: int = 30,
-    quarantine_days: int = 90,
-    landing_prefix: str = "landing/",
-    abort_multipart_days: int = 7,
-) -> None:
-    """Put our expiry rules into the buckets' lifecycle configurations; idempotent.
+def apply_lifecycle_rules(s3_hook: S3Hook, landing_bucket: str, synced_bucket: str, **options: Any) -> None:
+    """Put our expiry rules into the buckets' lifecycle configurations; idempotent. ``options`` are
+    :func:`desired_lifecycle_rules`' prefixes and days.
 
     Rules with other IDs (the bucket owner's) are kept as they are, in their order; ours, identified
     by the stable IDs in :data:`MANAGED_RULE_IDS`, are replaced and follow them. A bucket whose
     configuration is already right is not written.
     """
-    desired = desired_lifecycle_rules(
-        landing_bucket,
-        synced_bucket,
-        archive_prefix=archive_prefix,
-        runs_prefix=runs_prefix,
-        quarantine_prefix=quarantine_prefix,
-        archive_days=archive_days,
-        runs_days=runs_days,
-        quarantine_days=quarantine_days,
-        landing_prefix=landing_prefix,
-        abort_multipart_days=abort_multipart_days,
-    )
+    desired = desired_lifecycle_rules(landing_bucket, synced_bucket, **options)
     client = s3_hook.get_conn()
     for bucket, ours in desired.items():
         existing = read_lifecycle_rules(s3_hook, bucket)
