@@ -155,6 +155,8 @@ def test_retry_rejected_re_sends_every_open_rejection_now_without_a_landing_file
     clock.advance(0.1)
     quiet = run_dag(DAG_ID)  # nothing in landing, nothing due: no call
     assert quiet.task_states["sync_catalog"] == "skipped"
+    # Its summary (and OpenRejections metric) still carries the ledger's open rejections.
+    assert '"rejections_open": 2' in quiet.output
     retried = run_dag(DAG_ID, {"retry_rejected": True})
     assert retried.state == "success", retried.output[-3000:]
     assert sorted(posted_ids(s3, retried.run_id)) == ["r1", "r2"]

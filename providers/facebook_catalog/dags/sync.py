@@ -106,18 +106,33 @@ def snapshot_landing(defaults: dict[str, Any], params: dict[str, Any] | None = N
     return snapshot.to_dict()
 
 
-def _retries_waiting(settings: Mapping[str, Any]) -> int:
-    """Open rejections of the catalog's item ledger due to be re-sent now."""
+def _ledger_store(settings: Mapping[str, Any]) -> Any:
+    """The catalog's item ledger, or None when the catalog is unknown."""
     from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 
     from facebook_catalog.storage.ledger_store import LedgerStore
-    from facebook_catalog.sync.changes import retries_waiting
 
     catalog_id = _catalog_id(settings)
     if catalog_id == "unknown":
+        return None
+    return LedgerStore(S3Hook(aws_conn_id=settings["aws_conn_id"]), settings["synced_bucket"], catalog_id)
+
+
+def _open_rejections(settings: Mapping[str, Any]) -> int:
+    store = _ledger_store(settings)
+    try:
+        return int(store.load().manifest.rejections_open) if store is not None else 0
+    except Exception:
+        log.warning("Could not read the item ledger's open rejections", exc_info=True)
         return 0
-    store = LedgerStore(S3Hook(aws_conn_id=settings["aws_conn_id"]), settings["synced_bucket"], catalog_id)
-    return retries_waiting(store, retry_rejected=bool(settings["retry_rejected"]))
+
+
+def _retries_waiting(settings: Mapping[str, Any]) -> int:
+    """Open rejections of the catalog's item ledger due to be re-sent now."""
+    from facebook_catalog.sync.changes import retries_waiting
+
+    store = _ledger_store(settings)
+    return retries_waiting(store, retry_rejected=bool(settings["retry_rejected"])) if store is not None else 0
 
 
 def archive_snapshot(snapshot: dict[str, Any], summary: dict[str, Any]) -> dict[str, Any]:
@@ -178,6 +193,10 @@ def publish_run_summary(defaults: dict[str, Any], params: dict[str, Any] | None 
         catalog_id=_catalog_id(settings),
         snapshot_taken=bool(snapshot),
     )
+    if snapshot is None and "rejections_open" in report.get("counts", {}):
+        # A run with nothing to sync read no ledger: its open rejections are the last run's,
+        # not 0 (the OpenRejections alarm would otherwise clear in quiet hours).
+        report["counts"]["rejections_open"] = _open_rejections(settings)
     namespace = settings["metrics_namespace"] or None
     cloudwatch = (
         AwsBaseHook(aws_conn_id=settings["aws_conn_id"], client_type="cloudwatch").get_conn()

@@ -126,6 +126,8 @@ class Manifest:
     deltas: list[dict[str, Any]] = field(default_factory=list)  # [{"key", "records"}]
     open: dict[str, Any] | None = None  # {"key", "entries"}
     items: int = 0
+    #: Open rejections (by the feed or by Meta) after the last run, for runs that read no ledger.
+    rejections_open: int = 0
     generation: int = 0
     updated_at: str = ""
     updated_by: str = ""
@@ -342,6 +344,7 @@ class LedgerStore:
         open_rows: Iterable[Mapping[str, Any]],
         *,
         new_items: int,
+        rejections_open: int = 0,
         run_id: str,
         now: int,
     ) -> LedgerState:
@@ -362,6 +365,7 @@ class LedgerStore:
         self._put(open_key, b"".join(rows), "application/x-ndjson")
         manifest.open = {"key": open_key, "entries": len(rows)}
         manifest.items = old.items + new_items
+        manifest.rejections_open = rejections_open
         manifest.generation = old.generation + 1
         manifest.updated_at, manifest.updated_by = _iso(now), run_id
         etag = self._commit_manifest(manifest, state.etag)

@@ -277,6 +277,7 @@ def record_outcomes(
         confirmed,
         (e.to_dict() for e in update.open_entries.values()),
         new_items=new_items,
+        rejections_open=update.counts.rejections_open,
         run_id=run_id,
         now=now,
     )
