@@ -1,8 +1,10 @@
 """Change detection: which items differ from what Meta last confirmed.
 
-The state is, per catalog, one 64-bit content hash per item id (itself hashed to 64 bits), kept
-as two sorted arrays of unsigned 64-bit integers: 16 bytes an item, so 1,000,000 products take
-16 MB on disk and in memory, and loading is one read. Lookups bisect the sorted id hashes.
+The confirmed state is, per catalog, one 64-bit content hash per item id (itself hashed to 64
+bits). :class:`ItemHashes` holds it as two sorted arrays of unsigned 64-bit integers: 16 bytes an
+item, so 1,000,000 products take 16 MB in memory; lookups bisect the sorted id hashes. It is what
+a run holds when it reads the whole item ledger (a full sync), and the format of
+``item_hashes.bin``, the single-object state the ledger replaced and migrates from.
 
 64-bit hashes make a collision between two of a million ids a one-in-tens-of-millions event;
 the weekly ``full_sync`` sends everything regardless and so bounds the cost of one.
