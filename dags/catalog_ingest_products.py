@@ -32,7 +32,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
-from airflow.sdk import DAG, CronDataIntervalTimetable, Param
+from airflow.sdk import DAG, Param
 
 from facebook_catalog.assets import (
     DEFAULT_LANDING_BUCKET,
@@ -40,6 +40,7 @@ from facebook_catalog.assets import (
     LANDING_PREFIX,
     configured_landing_asset,
 )
+from facebook_catalog.compat import CronDataIntervalTimetable
 from facebook_catalog.operators.ingest import (
     DEFAULT_FETCH_SIZE,
     DEFAULT_LOOKBACK_MINUTES,

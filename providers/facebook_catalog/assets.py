@@ -19,7 +19,9 @@ import os
 import re
 from typing import Any
 
-from airflow.sdk import Asset, AssetOrTimeSchedule, CronTriggerTimetable
+from airflow.sdk import Asset
+
+from facebook_catalog.compat import AssetOrTimeSchedule, CronTriggerTimetable
 
 #: Airflow Variable with the landing bucket's name, read at run time (by both DAGs' tasks).
 LANDING_BUCKET_VARIABLE = "facebook_catalog_landing_bucket"

@@ -42,8 +42,8 @@ PACKAGE = "airflow-provider-facebook-catalog"
 
 DAGBAG_PROBE = """
 import json, sys
-from airflow.dag_processing.dagbag import DagBag
-bag = DagBag(dag_folder=sys.argv[1])
+from facebook_catalog.compat import dag_bag
+bag = dag_bag(dag_folder=sys.argv[1])
 errors = {path: str(error) for path, error in bag.import_errors.items()}
 print(json.dumps({"dag_ids": sorted(bag.dag_ids), "import_errors": errors}))
 """

@@ -461,14 +461,13 @@ def test_dialect_comes_from_the_connection_type() -> None:
 
 
 def test_the_landing_asset_and_the_sync_schedule(monkeypatch: pytest.MonkeyPatch) -> None:
-    from airflow.sdk import AssetOrTimeSchedule
-
     from facebook_catalog.assets import (
         configured_landing_asset,
         configured_landing_bucket,
         landing_asset,
         sync_schedule,
     )
+    from facebook_catalog.compat import AssetOrTimeSchedule
 
     asset = landing_asset("my-landing")
     assert asset.name == "s3://my-landing/landing/"
