@@ -50,6 +50,41 @@ def test_connection_form_relabels_fields_with_placeholders() -> None:
         assert f"extra__facebook_catalog__{field}" in manager.connection_form_widgets
 
 
+def test_the_ui_is_served_the_forms_labels_placeholders_and_help() -> None:
+    """What the API server sends the UI's connection form (the hook metadata route's service)."""
+    from airflow.api_fastapi.core_api.services.ui.connections import HookMetaService
+    from airflow.providers.common.compat.version_compat import AIRFLOW_V_3_2_PLUS
+
+    from facebook_catalog.get_provider_info import EXTRA_FIELD_HELP, PLACEHOLDERS
+
+    if not AIRFLOW_V_3_2_PLUS:
+        # Before conn-fields, the form comes from the hook's WTForms widgets, which the API server
+        # reads only where the FAB provider is installed (MWAA images carry it; these venvs do not).
+        pytest.importorskip("flask_appbuilder", reason="Airflow < 3.2 builds the form from FAB widgets")
+
+    (meta,) = [m for m in HookMetaService.hook_meta_data() if m.connection_type == "facebook_catalog"]
+    standard = meta.standard_fields
+    assert (standard.password.title, standard.password.placeholder) == (
+        "Access token",
+        PLACEHOLDERS["password"],
+    )
+    assert (standard.host.title, standard.host.placeholder) == ("Graph API base URL", PLACEHOLDERS["host"])
+    assert standard.port.hidden
+    assert standard.login.hidden
+    extra = meta.extra_fields
+    for field, title in (
+        ("catalog_id", "Catalog ID"),
+        ("app_secret", "App secret"),
+        ("api_version", "API version"),
+    ):
+        schema = extra[field]["schema"]
+        assert schema["title"] == title
+        assert extra[field]["description"] == EXTRA_FIELD_HELP[field]
+    assert extra["app_secret"]["schema"]["format"] == "password"
+    if "examples" in extra["api_version"]["schema"]:  # conn-fields (Airflow 3.2+); 3.0 has widgets
+        assert extra["api_version"]["schema"]["examples"] == ["v25.0"]
+
+
 def test_the_token_and_app_secret_are_registered_with_the_secret_masker(catalog_connection: Any) -> None:
     from airflow.providers.common.compat.sdk import redact
 
