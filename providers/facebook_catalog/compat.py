@@ -5,11 +5,12 @@ TaskDeferred, Variable, mask_secret, ...) is imported from there, everywhere. Th
 offer are here, and this is the only module of ours that picks an import by Airflow version:
 the timetables (public in ``airflow.sdk`` from 3.1 only) and the DagBag the deployment checks
 parse the DAG folder with (``airflow.dag_processing.dagbag`` from 3.1, ``airflow.models.dagbag``
-before).
+before), and reading a Variable from a failure callback (:func:`get_variable`).
 """
 
 from __future__ import annotations
 
+import sys
 from typing import TYPE_CHECKING, Any
 
 from airflow.providers.common.compat.version_compat import AIRFLOW_V_3_1_PLUS
@@ -21,7 +22,13 @@ else:  # Airflow 3.0
     from airflow.timetables.interval import CronDataIntervalTimetable
     from airflow.timetables.trigger import CronTriggerTimetable
 
-__all__ = ["AssetOrTimeSchedule", "CronDataIntervalTimetable", "CronTriggerTimetable", "dag_bag"]
+__all__ = [
+    "AssetOrTimeSchedule",
+    "CronDataIntervalTimetable",
+    "CronTriggerTimetable",
+    "dag_bag",
+    "get_variable",
+]
 
 
 def dag_bag(**kwargs: Any) -> Any:
@@ -31,3 +38,26 @@ def dag_bag(**kwargs: Any) -> Any:
     else:  # Airflow 3.0
         from airflow.models.dagbag import DagBag
     return DagBag(**kwargs)
+
+
+def get_variable(key: str) -> str | None:
+    """The Variable ``key`` (None when unset), in whatever Airflow process calls it.
+
+    A task, the DAG processor and the triggerer have a supervisor, and ``airflow.sdk.Variable``
+    asks it. The process running ``dag.test()`` (``airflow dags test``) runs the DAG's failure
+    callback itself, after its tasks, with no supervisor: there ``airflow.sdk.Variable.get`` sees
+    only environment variables and external secrets backends, never the metadata database, and
+    answers "not found" (3.1+) or raises (3.0, which then asks a supervisor that does not exist).
+    The core ``airflow.models.Variable.get`` reads the database in such a process, so it is the
+    fallback; where a supervisor exists the SDK is used, as Airflow's own shim does.
+    """
+    task_runner = sys.modules.get("airflow.sdk.execution_time.task_runner")
+    if getattr(task_runner, "SUPERVISOR_COMMS", None) is not None:
+        from airflow.sdk import Variable
+
+        value = Variable.get(key, default=None)
+    else:
+        from airflow.models.variable import Variable as CoreVariable
+
+        value = CoreVariable.get(key, default_var=None)
+    return None if value is None else str(value)
