@@ -3,6 +3,9 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
+# Optional: install within a constraints file, e.g. CONSTRAINTS=constraints/airflow-3.3.2.txt
+# (CI on Python 3.12); the files name the Python they were resolved for.
+CONSTRAINTS ?=
 
 .PHONY: venv lint format test unit integration demo emulator clean
 
@@ -14,7 +17,8 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --upgrade pip uv
 	# Bytecode now, not at every start: where PYTHONDONTWRITEBYTECODE is set, each Airflow process
 	# (tests, demo, benchmarks) would otherwise compile Airflow again: its import took 4 s, 1.5 s from bytecode.
-	$(BIN)/uv pip install --quiet --compile-bytecode --python $(BIN)/python -e '.[test,bench]'
+	$(BIN)/uv pip install --quiet --compile-bytecode --python $(BIN)/python \
+	  $(if $(CONSTRAINTS),--constraint $(CONSTRAINTS)) -e '.[test,bench]'
 	touch $(STAMP)
 
 lint: venv
