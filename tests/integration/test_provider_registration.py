@@ -37,8 +37,19 @@ def test_airflow_lists_the_provider_its_hook_trigger_and_link() -> None:
     assert "facebook_catalog.triggers.items_batch" in triggers
 
 
+def skip_without_the_form_widgets_before_airflow_3_2() -> None:
+    from airflow.providers.common.compat.version_compat import AIRFLOW_V_3_2_PLUS
+
+    if not AIRFLOW_V_3_2_PLUS:
+        # Before conn-fields, the form comes from the hook's WTForms widgets, which Airflow reads
+        # only where the FAB provider is installed (MWAA images carry it; these venvs do not).
+        pytest.importorskip("flask_appbuilder", reason="Airflow < 3.2 builds the form from FAB widgets")
+
+
 def test_connection_form_relabels_fields_with_placeholders() -> None:
     from airflow.providers_manager import ProvidersManager
+
+    skip_without_the_form_widgets_before_airflow_3_2()
 
     manager = ProvidersManager()
     behaviour = manager.field_behaviours["facebook_catalog"]
@@ -53,14 +64,10 @@ def test_connection_form_relabels_fields_with_placeholders() -> None:
 def test_the_ui_is_served_the_forms_labels_placeholders_and_help() -> None:
     """What the API server sends the UI's connection form (the hook metadata route's service)."""
     from airflow.api_fastapi.core_api.services.ui.connections import HookMetaService
-    from airflow.providers.common.compat.version_compat import AIRFLOW_V_3_2_PLUS
 
     from facebook_catalog.get_provider_info import EXTRA_FIELD_HELP, PLACEHOLDERS
 
-    if not AIRFLOW_V_3_2_PLUS:
-        # Before conn-fields, the form comes from the hook's WTForms widgets, which the API server
-        # reads only where the FAB provider is installed (MWAA images carry it; these venvs do not).
-        pytest.importorskip("flask_appbuilder", reason="Airflow < 3.2 builds the form from FAB widgets")
+    skip_without_the_form_widgets_before_airflow_3_2()
 
     (meta,) = [m for m in HookMetaService.hook_meta_data() if m.connection_type == "facebook_catalog"]
     standard = meta.standard_fields
