@@ -1,15 +1,17 @@
 """The Airflow names that moved between the versions this provider supports (3.0.6 to 3.3.x).
 
-The rule: a name ``airflow.providers.common.compat.sdk`` offers (BaseHook, BaseOperator,
-TaskDeferred, Variable, mask_secret, ...) is imported from there, everywhere. The few it does not
-offer are here, and this is the only module of ours that picks an import by Airflow version:
-the timetables (public in ``airflow.sdk`` from 3.1 only) and the DagBag the deployment checks
-parse the DAG folder with (``airflow.dag_processing.dagbag`` from 3.1, ``airflow.models.dagbag``
-before), and reading a Variable from a failure callback (:func:`get_variable`).
+The rule: what ``airflow.sdk`` has on every supported version (DAG, BaseOperator, Asset, ...) comes
+from ``airflow.sdk``; a name that moved and that ``airflow.providers.common.compat.sdk`` offers
+(BaseHook, TaskDeferred, mask_secret, ...) comes from there; the few it does not offer are here,
+the only module of ours that picks an import by Airflow version: the timetables (public in
+``airflow.sdk`` from 3.1 only), the DagBag the deployment checks parse the DAG folder with
+(``airflow.dag_processing.dagbag`` from 3.1, ``airflow.models.dagbag`` before), and reading a
+Variable in any process (:func:`get_variable`, for the failure callback).
 """
 
 from __future__ import annotations
 
+import importlib
 import sys
 from typing import TYPE_CHECKING, Any
 
@@ -33,11 +35,8 @@ __all__ = [
 
 def dag_bag(**kwargs: Any) -> Any:
     """A ``DagBag(**kwargs)``, imported on call (it loads the scheduler side of Airflow)."""
-    if AIRFLOW_V_3_1_PLUS:
-        from airflow.dag_processing.dagbag import DagBag
-    else:  # Airflow 3.0
-        from airflow.models.dagbag import DagBag
-    return DagBag(**kwargs)
+    module = "airflow.dag_processing.dagbag" if AIRFLOW_V_3_1_PLUS else "airflow.models.dagbag"
+    return importlib.import_module(module).DagBag(**kwargs)
 
 
 def get_variable(key: str) -> str | None:
