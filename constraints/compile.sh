@@ -33,11 +33,12 @@ print("\n".join(p["dependencies"] + p["optional-dependencies"]["postgres"] + p["
 # versions then on PyPI. We cannot fetch that file here, so this one is resolved the same way:
 # every package at the highest version uploaded before ${cutoff} (a few days after ${version}
 # reached PyPI), so fastapi, starlette, pydantic, cadwyn, SQLAlchemy, ... are those of the official
-# constraints of the time. The only exception are the providers an MWAA image carries
-# (apache-airflow-providers-{$(IFS=,; echo "${providers[*]}")}): this provider needs
-# newer ones than the release had (pyproject.toml floors, e.g. common-compat>=1.23.0), so they
-# are the highest versions that install with that Airflow and those dependencies today; on MWAA
-# they come from the bundle's requirements.txt.
+# constraints of the time. The exception are the Airflow providers
+# (apache-airflow-providers-{$(IFS=,; echo "${providers[*]}")}):
+# this provider needs newer ones than the release had (pyproject.toml floors, e.g.
+# common-compat>=1.23.0), so they are the highest versions that install with that Airflow and
+# those dependencies as of $(date -u +%Y-%m-%d). The official constraints of the time, for comparison,
+# are in Airflow's constraints-${version} tag (constraints-3.12.txt).
 HEADER
   "$uv" pip compile --quiet --no-header --no-annotate --python-version 3.12 --python-platform x86_64-manylinux_2_28 \
     --exclude-newer "$cutoff" "${newer_args[@]}" "$inputs"
