@@ -89,6 +89,10 @@ MWAA_PROVIDED = frozenset(
         "watchtower",
     )
 )
+# Bundled all the same, at the constraints' pin: the provider needs a newer common-compat
+# (pyproject: >=1.23) than older MWAA images carry (Airflow 3.0.6's: 1.7.3), and pip upgrades it
+# from the bundle's wheel.
+ALWAYS_BUNDLED = frozenset({canonicalize_name("apache-airflow-providers-common-compat")})
 
 
 class BundleError(Exception):
@@ -333,7 +337,7 @@ def build_bundle(
     wheel = build_wheel(dist_dir)
     name, version, requires = wheel_metadata(wheel)
     pins, pins_from = load_constraints(constraints, airflow_version, python_version)
-    provided = installed_closure(MWAA_PROVIDED, env) | set(MWAA_PROVIDED)
+    provided = (installed_closure(MWAA_PROVIDED, env) | set(MWAA_PROVIDED)) - ALWAYS_BUNDLED
 
     if out.exists():
         shutil.rmtree(out)

@@ -123,6 +123,8 @@ def test_bundle_installs_offline_from_plugins_zip_and_the_dags_import(tmp_path: 
         p.name for p in (REPO_ROOT / "dags").glob("*.py")
     )
     manifest = json.loads((bundle / "bundle-manifest.json").read_text())
+    # Older MWAA images carry a common-compat older than the provider needs: it travels along.
+    assert "apache-airflow-providers-common-compat" in manifest["bundled_dependencies"]
     with zipfile.ZipFile(bundle / "plugins.zip") as archive:
         names = archive.namelist()
         assert all("/" not in n for n in names), names  # at the root: /usr/local/airflow/plugins/*.whl
