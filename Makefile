@@ -3,6 +3,9 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
+# Optional: install within a constraints file, e.g. CONSTRAINTS=constraints/airflow-3.3.2.txt
+# (CI on Python 3.12); the files name the Python they were resolved for.
+CONSTRAINTS ?=
 
 .PHONY: venv lint format test unit integration demo emulator clean
 
@@ -14,7 +17,8 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --upgrade pip uv
 	# Bytecode now, not at every start: where PYTHONDONTWRITEBYTECODE is set, each Airflow process
 	# (tests, demo, benchmarks) would otherwise compile Airflow again: its import took 4 s, 1.5 s from bytecode.
-	$(BIN)/uv pip install --quiet --compile-bytecode --python $(BIN)/python -e '.[test,bench]'
+	$(BIN)/uv pip install --quiet --compile-bytecode --python $(BIN)/python \
+	  $(if $(CONSTRAINTS),--constraint $(CONSTRAINTS)) -e '.[test,bench]'
 	touch $(STAMP)
 
 lint: venv
@@ -42,7 +46,7 @@ emulator: venv
 	$(BIN)/fb-catalog emulator --port 8765
 
 clean:
-	rm -rf $(VENV) .demo .airflow-test .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .venv-airflow-* .demo .airflow-test .pytest_cache .mypy_cache .ruff_cache
 
 .PHONY: e2e mwaa-bundle
 
@@ -69,3 +73,25 @@ bench: venv
 	$(BIN)/python -m benchmarks.feed_throughput
 	$(BIN)/python -m benchmarks.rate_limit_pacing
 	$(BIN)/python -m benchmarks.hourly_delta
+
+.PHONY: venv-compat test-compat
+
+# One compatibility lane: the unit and integration suites on another Airflow that Amazon MWAA
+# runs (3.0.6, 3.2.1), in its own venv (.venv-airflow-X) on Python 3.12 (MWAA's), installed from
+# constraints/airflow-X.txt. `.ci/run` runs every lane after `make test`.
+AIRFLOW ?= 3.0.6
+COMPAT_PYTHON ?= $(firstword $(wildcard /root/.pyenv/versions/3.12*/bin/python) $(shell command -v python3.12))
+COMPAT_VENV := .venv-airflow-$(AIRFLOW)
+COMPAT_STAMP := $(COMPAT_VENV)/.installed-stamp
+
+venv-compat: $(COMPAT_STAMP)
+
+$(COMPAT_STAMP): pyproject.toml constraints/airflow-$(AIRFLOW).txt | venv
+	test -x $(COMPAT_VENV)/bin/python || $(BIN)/uv venv --quiet --python "$(COMPAT_PYTHON)" $(COMPAT_VENV)
+	UV_PYTHON_DOWNLOADS=never $(BIN)/uv pip install --quiet --compile-bytecode --python $(COMPAT_VENV)/bin/python \
+	  --constraint constraints/airflow-$(AIRFLOW).txt -e '.[test]'
+	$(COMPAT_VENV)/bin/python -c "import airflow, sys; sys.exit(airflow.__version__ != '$(AIRFLOW)' and 'installed Airflow ' + airflow.__version__)"
+	touch $(COMPAT_STAMP)
+
+test-compat: venv-compat
+	$(COMPAT_VENV)/bin/pytest tests/unit tests/integration -q -p no:cacheprovider

@@ -13,8 +13,13 @@ What goes into ``plugins.zip``:
   sqlite, smtp; plus common-compat, common-io and standard that Airflow 3 itself needs), and
   everything those depend on: ``MWAA_PROVIDED`` below. The dependency walk stops there; anything
   else the provider needs, directly or not, is downloaded as a wheel for MWAA's platform
-  (manylinux x86_64, CPython 3.12) at the version Airflow's constraints file pins, because MWAA
+  (manylinux x86_64, CPython 3.12) at the version the constraints file pins, because MWAA
   installs with that ``--constraint`` and an unpinned version would not match.
+
+The constraints: the repository's ``constraints/airflow-X.txt`` for that Airflow version (the
+working set the tests run on; see its header), copied into ``dags/constraints.txt`` so that
+``requirements.txt`` can name it as ``/usr/local/airflow/dags/constraints.txt``, as MWAA allows.
+For a version without one, Airflow's own constraints file, by URL. ``--constraints FILE`` overrides.
 
 A dependency published only as a source distribution cannot be installed on MWAA without a
 compiler. The build stops and names it, unless ``--build-sdists`` builds a wheel here. Such a
@@ -55,6 +60,9 @@ DEFAULT_PYTHON_VERSION = "3.12"
 CONSTRAINTS_URL = (
     "https://raw.githubusercontent.com/apache/airflow/constraints-{airflow}/constraints-{python}.txt"
 )
+#: Ours, per Airflow version (constraints/compile.sh), and where the bundle puts a copy on MWAA.
+REPO_CONSTRAINTS = "constraints/airflow-{airflow}.txt"
+MWAA_CONSTRAINTS_PATH = "/usr/local/airflow/dags/constraints.txt"
 DEFAULT_PLATFORM = "manylinux2014_x86_64"
 # What an MWAA environment has installed before it reads requirements.txt: Airflow and the
 # providers listed in AWS's "Apache Airflow provider packages installed on Amazon MWAA
@@ -81,6 +89,10 @@ MWAA_PROVIDED = frozenset(
         "watchtower",
     )
 )
+# Bundled all the same, at the constraints' pin: the provider needs a newer common-compat
+# (pyproject: >=1.23) than older MWAA images carry (Airflow 3.0.6's: 1.7.3), and pip upgrades it
+# from the bundle's wheel.
+ALWAYS_BUNDLED = frozenset({canonicalize_name("apache-airflow-providers-common-compat")})
 
 
 class BundleError(Exception):
@@ -129,11 +141,19 @@ def installed_closure(roots: Iterable[str], env: dict[str, str]) -> set[str]:
     return seen
 
 
+def default_constraints(airflow_version: str, python_version: str) -> str:
+    """The repository's constraints file for that Airflow (resolved for MWAA's Python), else Airflow's URL."""
+    ours = REPO_CONSTRAINTS.format(airflow=airflow_version)
+    if python_version == DEFAULT_PYTHON_VERSION and (REPO_ROOT / ours).is_file():
+        return str(REPO_ROOT / ours)
+    return CONSTRAINTS_URL.format(airflow=airflow_version, python=python_version)
+
+
 def load_constraints(
     source: str | None, airflow_version: str, python_version: str
 ) -> tuple[dict[str, str], str]:
-    """``name -> version`` pins of Airflow's constraints file, and where they came from."""
-    location = source or CONSTRAINTS_URL.format(airflow=airflow_version, python=python_version)
+    """``name -> version`` pins of the constraints file, and where they came from."""
+    location = source or default_constraints(airflow_version, python_version)
     try:
         if re.match(r"^https?://", location):
             with urllib.request.urlopen(location, timeout=30) as response:  # noqa: S310 (https URL)
@@ -317,7 +337,7 @@ def build_bundle(
     wheel = build_wheel(dist_dir)
     name, version, requires = wheel_metadata(wheel)
     pins, pins_from = load_constraints(constraints, airflow_version, python_version)
-    provided = installed_closure(MWAA_PROVIDED, env) | set(MWAA_PROVIDED)
+    provided = (installed_closure(MWAA_PROVIDED, env) | set(MWAA_PROVIDED)) - ALWAYS_BUNDLED
 
     if out.exists():
         shutil.rmtree(out)
@@ -339,16 +359,21 @@ def build_bundle(
             for path in sorted(wheelhouse.glob("*.whl")):
                 archive.write(path, path.name)
 
-    constraint_url = CONSTRAINTS_URL.format(airflow=airflow_version, python=python_version)
+    dags_out = out / "dags"
+    dags_out.mkdir()
+    location = constraints or default_constraints(airflow_version, python_version)
+    if re.match(r"^https?://", location):
+        constraint_line = location
+    else:  # a file: MWAA reads it from the DAGs folder
+        shutil.copyfile(location, dags_out / Path(MWAA_CONSTRAINTS_PATH).name)
+        constraint_line = MWAA_CONSTRAINTS_PATH
     (out / "requirements.txt").write_text(
         f"# Installed by MWAA on every component; offline: wheels come from plugins.zip.\n"
-        f'--constraint "{constraint_url}"\n'
+        f'--constraint "{constraint_line}"\n'
         f"--find-links {MWAA_PLUGINS_DIR}\n"
         f"--no-index\n"
         f"{name}=={version}\n"
     )
-    dags_out = out / "dags"
-    dags_out.mkdir()
     for dag_file in sorted((REPO_ROOT / "dags").glob("*.py")):
         shutil.copy2(dag_file, dags_out / dag_file.name)
 
@@ -372,7 +397,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--constraints",
         default=None,
-        help="constraints URL or file to pin dependency wheels (default: Airflow's for those versions)",
+        help="constraints URL or file (default: constraints/airflow-VERSION.txt, else Airflow's URL)",
     )
     parser.add_argument("--platform", default=DEFAULT_PLATFORM, help="wheel platform tag of MWAA's workers")
     parser.add_argument(

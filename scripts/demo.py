@@ -206,9 +206,9 @@ def run_demo(endpoint: str, emulator: Any) -> int:
     say(f"Meta (the emulator) will refuse product {REFUSED_PRODUCT}, on every call")
     say()
 
-    from airflow.dag_processing.dagbag import DagBag
+    from facebook_catalog.compat import dag_bag
 
-    dag = DagBag(dag_folder=str(REPO / "dags" / "facebook_catalog_sync.py")).get_dag("facebook_catalog_sync")
+    dag = dag_bag(dag_folder=str(REPO / "dags" / "facebook_catalog_sync.py")).get_dag("facebook_catalog_sync")
     say("Run 1: airflow dags test facebook_catalog_sync ...")
     started = time.monotonic()
     with output_to(DEMO_DIR / "run-1.log"):

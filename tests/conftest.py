@@ -6,9 +6,10 @@ module imports it: a private AIRFLOW_HOME under .airflow-test/, no example DAGs,
 
 from __future__ import annotations
 
+import functools
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -68,3 +69,23 @@ def catalog_connection(monkeypatch: pytest.MonkeyPatch) -> Callable[..., None]:
         )
 
     return define
+
+
+@pytest.fixture(autouse=True, scope="session")
+def one_in_process_execution_api() -> Iterator[None]:
+    """dag.test() runs each task against an in-process Execution API, and Airflow builds that whole
+    FastAPI app (every API version's routes and pydantic schemas) again for every task: seconds a
+    task, which made a DAG run of a dozen tasks take minutes on Python 3.12 (Airflow 3.0.6, 3.2.1).
+    The tests share one app; each task still gets its own client."""
+    try:
+        from airflow.sdk.execution_time import supervisor
+    except ImportError:
+        yield
+        return
+    build = supervisor.in_process_api_server
+    shared = functools.cache(build)
+    supervisor.in_process_api_server = shared
+    try:
+        yield
+    finally:
+        supervisor.in_process_api_server = build

@@ -42,8 +42,8 @@ PACKAGE = "airflow-provider-facebook-catalog"
 
 DAGBAG_PROBE = """
 import json, sys
-from airflow.dag_processing.dagbag import DagBag
-bag = DagBag(dag_folder=sys.argv[1])
+from facebook_catalog.compat import dag_bag
+bag = dag_bag(dag_folder=sys.argv[1])
 errors = {path: str(error) for path, error in bag.import_errors.items()}
 print(json.dumps({"dag_ids": sorted(bag.dag_ids), "import_errors": errors}))
 """
@@ -111,8 +111,10 @@ def test_bundle_installs_offline_from_plugins_zip_and_the_dags_import(tmp_path: 
     )
     print(built.stdout)
     requirements = (bundle / "requirements.txt").read_text().splitlines()
+    # The constraints that pinned the wheels travel in the DAGs folder, where MWAA reads them.
+    assert (bundle / "dags" / "constraints.txt").read_text() == constraints.read_text()
     assert requirements[1:] == [
-        f'--constraint "https://raw.githubusercontent.com/apache/airflow/constraints-3.3.1/constraints-{python_version}.txt"',
+        '--constraint "/usr/local/airflow/dags/constraints.txt"',
         "--find-links /usr/local/airflow/plugins",
         "--no-index",
         f"{PACKAGE}=={importlib.metadata.version(PACKAGE)}",
@@ -121,6 +123,8 @@ def test_bundle_installs_offline_from_plugins_zip_and_the_dags_import(tmp_path: 
         p.name for p in (REPO_ROOT / "dags").glob("*.py")
     )
     manifest = json.loads((bundle / "bundle-manifest.json").read_text())
+    # Older MWAA images carry a common-compat older than the provider needs: it travels along.
+    assert "apache-airflow-providers-common-compat" in manifest["bundled_dependencies"]
     with zipfile.ZipFile(bundle / "plugins.zip") as archive:
         names = archive.namelist()
         assert all("/" not in n for n in names), names  # at the root: /usr/local/airflow/plugins/*.whl

@@ -79,8 +79,9 @@ def test_ci_runs_the_whole_suite_on_every_supported_python_and_on_mwaa_airflow()
     airflow_versions = set(matrix["airflow"]) | {row["airflow"] for row in matrix.get("include", [])}
     dockerfile = (REPO_ROOT / "docker" / "Dockerfile").read_text()
     (image_airflow,) = re.findall(r"^ARG AIRFLOW_VERSION=(\S+)$", dockerfile, flags=re.M)
-    # The current Airflow (the one the image and the dev venv run) and the oldest MWAA runs.
-    assert airflow_versions == {image_airflow, "3.0.6"}
+    # The current Airflow (the one the image and the dev venv run) on every Python.
+    assert airflow_versions == {image_airflow}
+    assert (REPO_ROOT / "constraints" / f"airflow-{image_airflow}.txt").is_file()
     assert test_job["strategy"]["fail-fast"] is False
     services = test_job["services"]
     assert {"postgres", "mariadb", "redis"} <= set(services)
@@ -92,6 +93,20 @@ def test_ci_runs_the_whole_suite_on_every_supported_python_and_on_mwaa_airflow()
     assert "make venv" in steps_text(test_job)
     # The e2e test runs inside make test, so it runs here too, on every row of the matrix.
     assert ci["permissions"] == {"contents": "read"}
+
+
+def test_ci_mirrors_the_compat_lanes_of_ci_run() -> None:
+    """The other Airflow versions MWAA runs: the same lanes, each from its constraints file."""
+    ci_run = (REPO_ROOT / ".ci" / "run").read_text()
+    (lanes,) = re.findall(r"^COMPAT_AIRFLOW_VERSIONS=\(([^)]*)\)$", ci_run, flags=re.M)
+    versions = lanes.split()
+    assert {"3.0.6", "3.2.1"} <= set(versions)
+    job = load(CI)["jobs"]["compat"]
+    assert job["strategy"]["matrix"]["airflow"] == versions
+    assert job["strategy"]["fail-fast"] is False
+    assert "make test-compat" in steps_text(job)
+    for version in versions:
+        assert (REPO_ROOT / "constraints" / f"airflow-{version}.txt").is_file()
 
 
 def test_deploy_runs_after_ci_and_uses_oidc_in_the_protected_environment() -> None:

@@ -521,7 +521,7 @@ def test_rows_are_streamed_in_batches(
     assert [row[0] for row in rows[1:]] == [f"sku-{n:04d}" for n in range(1, 24)]
 
     # The cursor is a server-side one: rows stay on the server until fetched.
-    from airflow.sdk import BaseHook
+    from airflow.providers.common.compat.sdk import BaseHook
 
     hook = BaseHook.get_connection(db.conn_id).get_hook()
     connection = hook.get_conn()

@@ -305,13 +305,38 @@ def failing_dag_file() -> Iterator[Path]:
         path.unlink(missing_ok=True)
 
 
+@pytest.fixture
+def sync_variables_in_the_database(
+    airflow_db: Path, s3_buckets: S3Buckets, alert_inbox: AlertInbox
+) -> Iterator[None]:
+    """The same settings where a deployment (MWAA included) usually keeps them: the metadata DB.
+    Unlike environment variables, only a supervisor or the database can answer for these."""
+    from airflow.models.variable import Variable
+
+    values = {
+        "facebook_catalog_sns_topic_arn": alert_inbox.topic_arn,
+        "facebook_catalog_synced_bucket": s3_buckets.synced,
+        "facebook_catalog_catalog_id": CATALOG_ID,
+    }
+    for key, value in values.items():
+        Variable.set(key, value)
+    try:
+        yield
+    finally:
+        for key in values:
+            Variable.delete(key)
+
+
+@pytest.mark.parametrize("variables", ["sync_variables", "sync_variables_in_the_database"])
 def test_a_failed_dag_run_sends_the_alert_through_airflows_callback(
     airflow_db: Path,
     failing_dag_file: Path,
     s3_buckets: S3Buckets,
     alert_inbox: AlertInbox,
-    sync_variables: None,
+    variables: str,
+    request: pytest.FixtureRequest,
 ) -> None:
+    request.getfixturevalue(variables)
     dag = load_dag(failing_dag_file, "observability_failure_probe")
     dagrun = dag.test()
     assert str(getattr(dagrun.state, "value", dagrun.state)) == "failed"

@@ -461,8 +461,7 @@ def test_dialect_comes_from_the_connection_type() -> None:
 
 
 def test_the_landing_asset_and_the_sync_schedule(monkeypatch: pytest.MonkeyPatch) -> None:
-    from airflow.sdk import AssetOrTimeSchedule
-
+    from facebook_catalog.compat import AssetOrTimeSchedule
     from facebook_catalog.dags.assets import (
         configured_landing_asset,
         configured_landing_bucket,

@@ -19,8 +19,9 @@ import os
 import re
 from typing import Any
 
-from airflow.sdk import Asset, AssetOrTimeSchedule, CronTriggerTimetable
+from airflow.sdk import Asset
 
+from facebook_catalog.compat import AssetOrTimeSchedule, CronTriggerTimetable
 from facebook_catalog.storage.landing_zone import LANDING_PREFIX
 from facebook_catalog.storage.s3 import normalize_prefix
 

@@ -84,10 +84,9 @@ class SyncFailureAlert:
 
     @staticmethod
     def variable(key: str) -> str | None:
-        from airflow.sdk import Variable
+        from facebook_catalog.compat import get_variable
 
-        value = Variable.get(key, default=None)
-        return None if value is None else str(value)
+        return get_variable(key)
 
     def settings(self, params: Mapping[str, Any]) -> dict[str, Any]:
         """The few sync settings the alert needs, looked up as the DAG looks them up. Only these: an

@@ -33,8 +33,9 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from airflow.sdk import DAG, CronDataIntervalTimetable, Param
+from airflow.sdk import DAG, Param
 
+from facebook_catalog.compat import CronDataIntervalTimetable
 from facebook_catalog.dags.assets import (
     DEFAULT_LANDING_BUCKET,
     LANDING_BUCKET_VARIABLE,

@@ -13,15 +13,17 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 import requests
-from airflow.sdk import BaseHook
+from airflow.providers.common.compat.sdk import BaseHook
 
 from facebook_catalog.hooks.graph_api import (
+    MISSING_CATALOG_ID_ON_CONNECTION,
     BatchStatus,
     CallPacer,
     GraphApiError,
     GraphApiRetryPolicy,
     GraphApiSettings,
     ItemsBatchResponse,
+    MissingCatalogIdError,
     RetryState,
     ThrottledGraphApiError,
     auth_headers,
@@ -134,10 +136,18 @@ class _FacebookCatalogHookBase(BaseHook):
         from flask_babel import lazy_gettext
         from wtforms import PasswordField, StringField
 
+        from facebook_catalog.get_provider_info import EXTRA_FIELD_HELP as HELP
+
         return {
-            "catalog_id": StringField(lazy_gettext("Catalog ID"), widget=BS3TextFieldWidget()),
-            "app_secret": PasswordField(lazy_gettext("App secret"), widget=BS3PasswordFieldWidget()),
-            "api_version": StringField(lazy_gettext("API version"), widget=BS3TextFieldWidget()),
+            "catalog_id": StringField(
+                lazy_gettext("Catalog ID"), widget=BS3TextFieldWidget(), description=HELP["catalog_id"]
+            ),
+            "app_secret": PasswordField(
+                lazy_gettext("App secret"), widget=BS3PasswordFieldWidget(), description=HELP["app_secret"]
+            ),
+            "api_version": StringField(
+                lazy_gettext("API version"), widget=BS3TextFieldWidget(), description=HELP["api_version"]
+            ),
         }
 
 
@@ -212,6 +222,8 @@ class FacebookCatalogHook(_FacebookCatalogHookBase):
         """Airflow's connection test: one call, no retries, so the UI answers at once."""
         try:
             catalog = self.get_catalog(retry_policy=NO_RETRIES)
+        except MissingCatalogIdError:
+            return False, MISSING_CATALOG_ID_ON_CONNECTION
         except Exception as exc:
             return False, str(exc)
         return True, f"Reached catalog {catalog.get('id')} ({catalog.get('name', 'unnamed')})."

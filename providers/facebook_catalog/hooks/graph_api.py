@@ -66,6 +66,18 @@ class GraphApiConfigurationError(ValueError):
     """The Airflow connection or the arguments do not describe a usable catalog endpoint."""
 
 
+class MissingCatalogIdError(GraphApiConfigurationError):
+    """Neither the caller nor the connection's ``catalog_id`` extra names a catalog."""
+
+
+#: What the connection test says when the connection names no catalog: the test checks a
+#: connection, so the fix is on the connection (the API server tests it under a random id).
+MISSING_CATALOG_ID_ON_CONNECTION = (
+    "No catalog id: set the Catalog ID field (extra 'catalog_id') on this connection "
+    "to the catalog id from Commerce Manager, e.g. 1234567890."
+)
+
+
 @dataclass(frozen=True)
 class GraphApiSettings:
     """Everything needed to call one catalog. The token and app secret never appear in its repr."""
@@ -121,7 +133,7 @@ def settings_from_connection(
         )
     resolved_catalog = str(catalog_id or extra.get("catalog_id") or "").strip()
     if not resolved_catalog:
-        raise GraphApiConfigurationError(
+        raise MissingCatalogIdError(
             f"No catalog id: pass catalog_id to the operator or set extra 'catalog_id' on connection "
             f"{conn_id!r}."
         )

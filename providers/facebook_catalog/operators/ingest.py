@@ -13,8 +13,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from airflow.providers.common.compat.sdk import AirflowSkipException
-from airflow.sdk import BaseHook, BaseOperator
+from airflow.providers.common.compat.sdk import AirflowSkipException, BaseHook
+from airflow.sdk import BaseOperator
 
 from facebook_catalog.ingest.query import (
     Dialect,

@@ -266,6 +266,16 @@ def test_test_connection_reports_catalog_or_reason(catalog_connection: Any) -> N
         assert len(mock.calls) == 1
 
 
+def test_test_connection_without_a_catalog_id_names_the_connections_field(catalog_connection: Any) -> None:
+    # The API server tests the form under a random transient conn id; the fix is on the connection.
+    catalog_connection(host=HOST, catalog_id="", conn_id="tmpxyz")
+    ok, message = FacebookCatalogHook(facebook_catalog_conn_id="tmpxyz").test_connection()
+    assert not ok
+    assert "set the Catalog ID field (extra 'catalog_id') on this connection" in message
+    assert "tmpxyz" not in message
+    assert "operator" not in message
+
+
 def test_catalog_id_argument_overrides_connection(catalog_connection: Any) -> None:
     catalog_connection(host=HOST)
     assert FacebookCatalogHook(catalog_id="555").settings.catalog_id == "555"
@@ -277,6 +287,9 @@ def test_the_operators_synchronous_path_does_not_load_aiohttp() -> None:
     script = (
         "import sys\n"
         "from airflow.providers.amazon.aws.hooks.s3 import S3Hook\n"
+        # Airflow's own share: on 3.0 an operator's __init__ loads the core, whose API app loads aiohttp.
+        "from airflow.providers.common.compat.sdk import BaseOperator\n"
+        "BaseOperator(task_id='baseline')\n"
         "print('aiohttp' in sys.modules)\n"
         "from facebook_catalog.operators.items_batch import FacebookCatalogItemsBatchOperator\n"
         "from facebook_catalog.feed.spool import S3FeedRead\n"

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 import responses
-from airflow.sdk.exceptions import TaskDeferred
+from airflow.providers.common.compat.sdk import TaskDeferred
 
 from facebook_catalog.hooks.graph_api import GraphApiRetryPolicy, PermanentGraphApiError
 from facebook_catalog.operators.items_batch import (

@@ -49,7 +49,7 @@ def _connection(catalog_connection: Any) -> None:
 
 def test_kwargs_are_json_primitives_without_secrets_and_round_trip_through_airflow() -> None:
     from airflow.models.trigger import Trigger
-    from airflow.sdk.module_loading import import_string
+    from airflow.providers.common.compat.module_loading import import_string
     from airflow.serialization.serialized_objects import BaseSerialization
 
     trigger = make_trigger(["h1", "h2"])
