@@ -66,7 +66,7 @@ mwaa-bundle: venv
 # The benchmarks (benchmarks/README.md): real Airflow processes on the local PostgreSQL, moto S3
 # and the Graph API emulator. Each script rewrites its own table at the head of benchmarks/RESULTS.md
 # and appends its full dated section to benchmarks/HISTORY.md.
-# Takes about 15 minutes (the 1,000,000-product feed run included); `.ci/run` starts PostgreSQL.
+# Takes about 20 minutes (the 1,000,000-product feed run and the 10,000,000-item ledger included); `.ci/run` starts PostgreSQL.
 bench: venv
 	$(BIN)/python -m benchmarks.worker_slot
 	$(BIN)/python -m benchmarks.triggerer_footprint
