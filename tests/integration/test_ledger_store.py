@@ -124,3 +124,19 @@ def test_the_lease_lets_one_run_at_a_time_and_expires(s3_buckets: Any) -> None:
     store.release_lease("run-2")
     store_of(s3_buckets).acquire_lease("run-3", T0 + 3608, 3600)
     assert id_hash("x")  # the module's hash is the ledger's key
+
+
+def test_a_runs_teardown_frees_only_its_own_lease(s3_buckets: Any) -> None:
+    """A sync task killed mid-run cannot release its lease; the run's summary teardown does, so
+    the next hour's run need not wait for the lease to expire."""
+    from facebook_catalog.dags.sync import _release_ledger_lease
+
+    settings = {"synced_bucket": s3_buckets.synced, "catalog_id": CATALOG}
+    store = store_of(s3_buckets)
+    store.acquire_lease("scheduled__killed-run", T0, 3600)
+    _release_ledger_lease(s3_buckets.hook, settings, "scheduled__another-run")
+    with pytest.raises(LedgerBusyError, match="scheduled__killed-run"):
+        store.acquire_lease("scheduled__next-run", T0 + 60, 3600)
+
+    _release_ledger_lease(s3_buckets.hook, settings, "scheduled__killed-run")
+    store.acquire_lease("scheduled__next-run", T0 + 60, 3600)  # free again

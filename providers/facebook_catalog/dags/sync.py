@@ -197,6 +197,8 @@ def publish_run_summary(defaults: dict[str, Any], params: dict[str, Any] | None 
         # A run with nothing to sync read no ledger: its open rejections are the last run's,
         # not 0 (the OpenRejections alarm would otherwise clear in quiet hours).
         report["counts"]["rejections_open"] = _open_rejections(settings)
+    if snapshot is not None:
+        _release_ledger_lease(records.s3_hook, settings, run_id)
     namespace = settings["metrics_namespace"] or None
     cloudwatch = (
         AwsBaseHook(aws_conn_id=settings["aws_conn_id"], client_type="cloudwatch").get_conn()
@@ -206,6 +208,18 @@ def publish_run_summary(defaults: dict[str, Any], params: dict[str, Any] | None 
     uri = records.uri("report.json")
     observe_run(report, namespace, cloudwatch, report_uri=uri)
     return run_summary(report, uri)
+
+
+def _release_ledger_lease(s3_hook: Any, settings: Mapping[str, Any], run_id: str) -> None:
+    """Free the catalog's ledger if this run still holds it: a sync task killed mid-run (its
+    retries spent) cannot release its own lease, and the next hour's run must not wait for it
+    to expire. Only this run's lease is released; a failure here is logged, never raised."""
+    from facebook_catalog.storage.ledger_store import LedgerStore
+
+    try:
+        LedgerStore(s3_hook, settings["synced_bucket"], _catalog_id(settings)).release_lease(run_id)
+    except Exception:
+        log.exception("Could not release the ledger lease of run %s; it expires by itself", run_id)
 
 
 def catalog_sync_dag(dag_id: str = DAG_ID, schedule: Any = None, **settings: Any) -> DAG:
