@@ -24,7 +24,10 @@ from benchmarks._common import (
 )
 
 BENCH_DIR = RESULTS_PATH.parent
-SCRIPTS = ("worker_slot", "triggerer_footprint", "feed_throughput", "rate_limit_pacing")
+# The scripts `make bench` runs: each records a block in RESULTS.md.
+SCRIPTS = tuple(
+    re.findall(r"-m benchmarks\.(\w+)", (BENCH_DIR.parent / "Makefile").read_text().split("\nbench:", 1)[1])
+)
 HEADING_RE = re.compile(r"^#+ (.+)$", re.MULTILINE)
 
 
