@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
@@ -17,6 +18,7 @@ from typing import Any
 import pytest
 
 from facebook_catalog.emulator import EmulatorServer
+from facebook_catalog.sync import ledger
 from tests.fixtures.airflow import DagRunResult
 from tests.fixtures.databases import SqlDatabase
 from tests.fixtures.s3 import S3Buckets
@@ -98,6 +100,7 @@ def test_only_products_that_really_changed_reach_meta(
     sql_database: SqlDatabase,
     sync_env: dict[str, Any],  # noqa: F811
     pipeline: Callable[..., tuple[DagRunResult, DagRunResult]],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     db = sql_database
     emulator: EmulatorServer = sync_env["emulator"]
@@ -124,8 +127,10 @@ def test_only_products_that_really_changed_reach_meta(
     assert (counts["items_sent"], counts["items_confirmed"]) == (20, 19)
     assert keys(buckets, buckets.landing, "landing/") == []
 
-    # The same hour again (a re-run): nothing changed, only the item Meta rejected is sent again.
+    # The same hour again (a re-run) an hour later: nothing changed; the item Meta rejected is due
+    # for its first retry from the item ledger (after 1 h) and sent again.
     emulator.set_faults()
+    monkeypatch.setattr(ledger, "utc_now", lambda: int(time.time()) + 3600)
     _, again = pipeline(utc(day, 9))
     counts = report_of(buckets, again.run_id)["counts"]
     assert (counts["items_sent"], counts["items_unchanged"]) == (1, 19)
