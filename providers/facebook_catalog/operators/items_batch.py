@@ -213,16 +213,17 @@ class FacebookCatalogItemsBatchOperator(BaseOperator):
         records = self._records(context)
         submission = Submission(catalog_id=catalog_id, started_at=started.isoformat())
         store = self._ledger_store(catalog_id)
-        if store is not None:
-            from facebook_catalog.sync import ledger
-
-            # Held until the outcome is recorded; a second run on the catalog fails clearly.
-            store.acquire_lease(
-                context["run_id"],
-                ledger.utc_now(),
-                (wait.timeout + DEFERRAL_GRACE + LEASE_GRACE).total_seconds(),
-            )
         try:
+            if store is not None:
+                from facebook_catalog.sync import ledger
+
+                # Held until the outcome is recorded; a second run on the catalog fails clearly
+                # (and its report says why). Releasing below frees only this run's own lease.
+                store.acquire_lease(
+                    context["run_id"],
+                    ledger.utc_now(),
+                    (wait.timeout + DEFERRAL_GRACE + LEASE_GRACE).total_seconds(),
+                )
             self._submit(submission, records, started)
         except Exception as error:
             self._write_report(context, Outcome(submission), failure=str(error))
