@@ -4,20 +4,30 @@ hand and Catalog Management throttling of the reads."""
 
 from __future__ import annotations
 
+import asyncio
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from yarl import URL
 
-from facebook_catalog.emulator import STATE_KEY, EmulatorConfig, EmulatorState, FaultPlan, create_app
+from facebook_catalog.emulator import (
+    STATE_KEY,
+    EmulatorConfig,
+    EmulatorServer,
+    EmulatorState,
+    FaultPlan,
+    create_app,
+)
 from facebook_catalog.emulator.reads import DEFAULT_LIMIT, MAX_LIMIT
+from facebook_catalog.hooks.graph_api import GraphApiRetryPolicy
 from tests.emulator.test_protocol import CATALOG, TOKEN, VERSION, assert_graph_error, product, upsert_ok
 
 PRODUCTS_PATH = f"/{VERSION}/{CATALOG}/products"
 DIAGNOSTICS_PATH = f"/{VERSION}/{CATALOG}/diagnostics"
+FAST_READS = GraphApiRetryPolicy(backoff_base=0.0, max_throttle_wait=2.0)
 
 
 class FakeClock:
@@ -277,3 +287,49 @@ async def test_a_large_catalog_filtered_by_ids_reads_only_those(client: TestClie
         client, fields="retailer_id", filter=json.dumps({"retailer_id": {"is_any": wanted}})
     )
     assert [i["retailer_id"] for i in items] == sorted(wanted, key=lambda r: int(r[1:]))
+
+
+class TestHooksAgainstTheEmulator:
+    """The hooks' paged reads against a real emulator over HTTP, with an app secret and throttling."""
+
+    @pytest.fixture
+    def served(self, catalog_connection: Any) -> Iterator[EmulatorServer]:
+        from tests.conftest import TEST_CATALOG_ID, TEST_TOKEN
+
+        with EmulatorServer(
+            EmulatorConfig(access_tokens=(TEST_TOKEN,), app_secret="s3cret", throttle_regain_minutes=0)
+        ) as server:
+            catalog_connection(host=server.url, app_secret="s3cret")
+            for index in range(23):
+                server.put_item(TEST_CATALOG_ID, f"sku-{index:02d}", title=f"Item {index}", price="1.00 USD")
+            server.set_faults(throttle_reads_next=1)
+            yield server
+
+    def test_sync_hook_reads_every_page_and_waits_out_80009(self, served: EmulatorServer) -> None:
+        from facebook_catalog.hooks.catalog import FacebookCatalogHook
+
+        hook = FacebookCatalogHook(retry_policy=FAST_READS)
+        pages = list(hook.iter_product_pages(("retailer_id", "name", "price"), page_size=10))
+        assert [len(p) for p in pages] == [10, 10, 3]
+        assert pages[0][0] == {"retailer_id": "sku-00", "name": "Item 0", "price": "1.00 USD"}
+        assert hook.throttled_retries == 1
+        wanted = [f"sku-{i:02d}" for i in (22, 3, 7)] + ["absent"]
+        assert sorted(
+            i["retailer_id"] for i in hook.iter_products(("retailer_id",), retailer_ids=wanted)
+        ) == [
+            "sku-03",
+            "sku-07",
+            "sku-22",
+        ]
+        assert hook.get_diagnostics() == []
+        assert all(call["status"] == 200 for call in served.calls()[1:])
+
+    def test_async_hook_reads_the_same(self, served: EmulatorServer) -> None:
+        from facebook_catalog.hooks.catalog import FacebookCatalogAsyncHook
+
+        async def go() -> list[list[dict[str, Any]]]:
+            hook = FacebookCatalogAsyncHook(retry_policy=FAST_READS)
+            return [p async for p in hook.iter_product_pages(("retailer_id",), page_size=10)]
+
+        pages = asyncio.run(go())
+        assert [i["retailer_id"] for p in pages for i in p] == [f"sku-{i:02d}" for i in range(23)]
