@@ -928,3 +928,120 @@ def batches_error_event(
         "batches": [s.to_dict() for s in final.values()],
         "error": error.to_dict() if error else None,
     }
+
+
+# ------------------------------------------------------------------ Meta's review of sent items
+#: The review_status of an item Meta has not finished reviewing. Any other value ("" included:
+#: catalogs whose items are not reviewed show none) means the review is over.
+REVIEW_PENDING = "pending"
+REVIEW_REJECTED = "rejected"
+#: Error priorities that make an item rejected; MEDIUM and LOW errors are advice, not refusals
+#: (Meta's partner guide polls ``error_priority=HIGH``). An error without a priority counts.
+REJECTING_PRIORITIES = frozenset({"HIGH", ""})
+#: Rejections, unreviewed and missing ids an event carries as samples (the counts stay exact).
+REVIEW_SAMPLES = 20
+
+
+def review_rejection(item: Mapping[str, Any]) -> MetaItemError | None:
+    """Why Meta rejected a stored item (its first rejecting error), or None if it did not."""
+    errors = [
+        error
+        for entry, error in zip(item.get("errors") or [], item_errors(item), strict=False)
+        if not isinstance(entry, dict)
+        or str(entry.get("error_priority") or "").upper() in REJECTING_PRIORITIES
+    ]
+    if errors:
+        return errors[0]
+    if str(item.get("review_status") or "").lower() == REVIEW_REJECTED:
+        return MetaItemError("Meta's review rejected this item (it shows no error text)")
+    return None
+
+
+class ItemReviewWait:
+    """One wait for Meta's review of a run's items: what the rounds found, and when it ends.
+
+    Each round reads the still-pending ids (``retailer_id`` filter, :data:`REVIEW_FIELDS`). An
+    item is done when its review_status is not "pending"; it is rejected when it shows a
+    rejecting error or review_status "rejected". An id a complete round does not return is
+    ``missing`` (Meta does not hold it: the reconcile's business, not this wait's). When the
+    deadline passes, the ids still pending are ``unreviewed``: they count as confirmed now.
+    The trigger and the operator's in-worker path decide through it, like :class:`BatchStatusWait`.
+    """
+
+    def __init__(
+        self,
+        catalog_id: str,
+        retailer_ids: Iterable[str],
+        deadline: float,
+        *,
+        rejected: Mapping[str, Mapping[str, Any]] | None = None,
+        checked: int | None = None,
+        missing: int = 0,
+    ) -> None:
+        self.catalog_id = catalog_id
+        self.pending = list(dict.fromkeys(str(i) for i in retailer_ids))
+        self.deadline = deadline
+        self.rejected: dict[str, dict[str, Any]] = {k: dict(v) for k, v in (rejected or {}).items()}
+        self.checked = len(self.pending) + len(self.rejected) if checked is None else checked
+        self.missing = missing
+        self.rounds = 0
+        self._seen: set[str] = set()
+        self._still_pending: set[str] = set()
+
+    def keep(self, items: Iterable[Mapping[str, Any]]) -> None:
+        """Note items read in this round."""
+        for item in items:
+            retailer_id = str(item.get("retailer_id") or "")
+            if not retailer_id:
+                continue
+            self._seen.add(retailer_id)
+            rejection = review_rejection(item)
+            if rejection is not None:
+                self.rejected[retailer_id] = rejection.to_dict()
+            elif str(item.get("review_status") or "").lower() == REVIEW_PENDING:
+                self._still_pending.add(retailer_id)
+
+    def end_round(self, *, complete: bool = True, now: float | None = None) -> dict[str, Any] | None:
+        """The event the wait ends with after this round, or None to read again.
+
+        ``complete=False``: the round's read failed part way; ids it did not reach stay pending.
+        """
+        self.rounds += 1
+        remaining = []
+        for retailer_id in self.pending:
+            if retailer_id in self.rejected:
+                continue
+            if retailer_id in self._still_pending or (not complete and retailer_id not in self._seen):
+                remaining.append(retailer_id)
+            elif retailer_id not in self._seen:
+                self.missing += 1
+        self.pending = remaining
+        self._seen, self._still_pending = set(), set()
+        if not self.pending:
+            return self.event("success")
+        if (time.time() if now is None else now) >= self.deadline:
+            return self.event("success", deadline_passed=True)
+        return None
+
+    def seconds_left(self, now: float | None = None) -> float:
+        return max(0.0, self.deadline - (time.time() if now is None else now))
+
+    def failed(self, error: GraphApiError) -> dict[str, Any]:
+        """The event when Meta answers a read with a permanent error: what was found so far."""
+        return self.event("error", message=str(error))
+
+    def event(
+        self, status: str, *, deadline_passed: bool = False, message: str | None = None
+    ) -> dict[str, Any]:
+        return {
+            "status": status,
+            "catalog_id": self.catalog_id,
+            "checked": self.checked,
+            "rejected": dict(self.rejected),
+            "unreviewed_count": len(self.pending),
+            "unreviewed_samples": self.pending[:REVIEW_SAMPLES],
+            "missing_count": self.missing,
+            "deadline_passed": deadline_passed,
+            "rounds": self.rounds,
+            "message": message,
+        }
