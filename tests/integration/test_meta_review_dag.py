@@ -32,6 +32,7 @@ from tests.integration.test_sync_dag import (  # noqa: F401 - fixtures
     row,
     sync_env,
 )
+from tests.unit.provider.test_operator import RecordingTI
 
 pytestmark = pytest.mark.integration
 
@@ -150,3 +151,64 @@ def test_a_review_wait_of_zero_reads_nothing_back(
     assert result.state == "success", result.output[-4000:]
     assert reads(emulator) == []
     assert report_of(s3)["review"] is None
+
+
+class _TaskInstance(RecordingTI):
+    """What the operator uses of its task instance when it runs without deferring."""
+
+    dag_id = "review_in_the_worker"
+
+
+def test_without_deferring_the_worker_waits_for_the_review_by_the_same_rules(
+    review_env: dict[str, Any],
+) -> None:
+    from facebook_catalog.hooks.graph_api import GraphApiRetryPolicy
+    from facebook_catalog.operators.items_batch import FacebookCatalogItemsBatchOperator
+
+    s3, emulator = review_env["buckets"], review_env["emulator"]
+    emulator.set_faults(review_reject_where={"title": "forbidden"}, review_reject_reason="policy")
+    operator = FacebookCatalogItemsBatchOperator(
+        task_id="sync",
+        items=[
+            {
+                "id": "w1",
+                "title": "Fine shirt",
+                "price": "1000 IQD",
+                "link": "https://s.example/w1",
+                "image_link": "https://s.example/w1.jpg",
+                "availability": "in stock",
+                "description": "d",
+                "brand": "b",
+                "condition": "new",
+            },
+            {
+                "id": "w2",
+                "title": "Forbidden thing",
+                "price": "1000 IQD",
+                "link": "https://s.example/w2",
+                "image_link": "https://s.example/w2.jpg",
+                "availability": "in stock",
+                "description": "d",
+                "brand": "b",
+                "condition": "new",
+            },
+        ],
+        records_bucket=s3.synced,
+        deferrable=False,
+        poll_interval=0.5,
+        review_wait_seconds=30,
+        max_error_ratio=0.5,
+        graph_api_retry_policy=GraphApiRetryPolicy(backoff_base=0.0, max_throttle_wait=1.0),
+    )
+    context: dict[str, Any] = {"ti": _TaskInstance(), "run_id": "manual__review-in-the-worker"}
+
+    summary = operator.execute(context)  # type: ignore[arg-type]
+
+    assert summary["items_rejected_in_review"] == 1
+    (rejection,) = open_rejections(s3)
+    assert (rejection["id"], rejection["code"]) == ("w2", "POLICY_VIOLATION")
+    assert "Commerce Policies" in rejection["reason"]
+    review = report_of(s3)["review"]
+    assert review["waited_in_trigger"] is False
+    assert review["checked"] == 2
+    assert len(reads(emulator)) >= 2  # read again until Meta's review (8 s) had ended
