@@ -46,6 +46,7 @@ import orjson
 from facebook_catalog.feed.change_detection import content_hash, id_hash
 from facebook_catalog.feed.currencies import ISO_4217_CODES
 from facebook_catalog.feed.fields import OPTIONAL_FIELDS, REQUIRED_FIELDS
+from facebook_catalog.hooks.graph_api import READ_NAMES_OF_FEED_FIELDS
 
 DriftKind = Literal["missing", "stale", "unknown"]
 DRIFT_KINDS: tuple[DriftKind, ...] = ("missing", "stale", "unknown")
@@ -53,9 +54,9 @@ DRIFT_KINDS: tuple[DriftKind, ...] = ("missing", "stale", "unknown")
 #: in practice, so the next send of the item is never skipped as unchanged.
 INVALIDATED_HASH = 0
 PRICE_FIELDS: tuple[str, ...] = ("price", "sale_price")
-#: Meta's product item field names that differ from the feed's.
-META_TO_FEED: dict[str, str] = {"name": "title", "url": "link", "image_url": "image_link"}
-FEED_TO_META: dict[str, str] = {feed: meta for meta, feed in META_TO_FEED.items()}
+#: Meta's product item field names that differ from the feed's (the hooks' read names).
+FEED_TO_META: dict[str, str] = dict(READ_NAMES_OF_FEED_FIELDS)
+META_TO_FEED: dict[str, str] = {meta: feed for feed, meta in FEED_TO_META.items()}
 #: The fields a reconcile reads back: retailer_id and every field the ledger hashes, by Meta's names.
 READBACK_FIELDS: tuple[str, ...] = (
     "retailer_id",

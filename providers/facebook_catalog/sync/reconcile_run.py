@@ -90,7 +90,10 @@ class ReconcileReport:
     started_at: str
     finished_at: str = ""
     counts: dict[str, int] = field(default_factory=dict)
+    #: Graph API calls the read-back made (throttled and failed answers included).
     graph_api_calls: int = 0
+    #: Of those, answers Meta throttled (80009) that were waited out and retried.
+    throttled_retries: int = 0
     repair: bool = False
     #: The ingestion run asked for: {"mode": "ids", "ids", "id_hashes"} or {"mode": "snapshot"}; None: none.
     repair_request: dict[str, Any] | None = None
@@ -142,7 +145,7 @@ def run_reconcile(
     s3_hook: S3Hook,
     bucket: str,
     run_id: str,
-    graph_api_calls: Callable[[], int] = lambda: 0,
+    read_stats: Callable[[], tuple[int, int]] = lambda: (0, 0),
     prefix: str = DEFAULT_RECONCILE_PREFIX,
     repair: bool = False,
     max_repair_items: int = DEFAULT_MAX_REPAIR_ITEMS,
@@ -151,7 +154,8 @@ def run_reconcile(
 ) -> ReconcileReport:
     """Read back ``items`` (the catalog's products, as the products edge gives them), compare them
     with the ledger, write the report and the CSV, and with ``repair`` invalidate the drifted
-    items (module docstring)."""
+    items (module docstring). ``read_stats()`` gives (Graph API calls, throttled retries) once
+    the items are read."""
     moment = now or datetime.now(timezone.utc)
     date = moment.strftime("%Y-%m-%d")
     report = ReconcileReport(store.catalog_id, date, run_id, moment.isoformat(), repair=repair)
@@ -163,7 +167,7 @@ def run_reconcile(
         tempfile.TemporaryDirectory(prefix="facebook-catalog-drift-", dir=spool_directory) as folder,
     ):
         spool.add_all(items)
-        report.graph_api_calls = graph_api_calls()
+        report.graph_api_calls, report.throttled_retries = read_stats()
         log.info(
             "Read back %d items of catalog %s in %d Graph API calls",
             spool.items,
