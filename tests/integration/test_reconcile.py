@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -29,9 +30,12 @@ from tests.integration.test_ingest_products import (
 from tests.integration.test_ingest_to_sync import expected_catalog
 from tests.integration.test_sync_dag import (  # fixtures: the emulator and the sync's settings
     CATALOG,
+    HEADER,
     emulator_config,  # noqa: F401
     keys,
+    put,
     read,
+    row,
     sync_env,  # noqa: F401
 )
 
@@ -73,6 +77,14 @@ def reconcile_report(buckets: S3Buckets) -> tuple[dict[str, Any], list[dict[str,
     return report, rows
 
 
+def printed_report(out: str) -> dict[str, Any]:
+    """The report the CLI printed (Airflow's own log lines may share the stream)."""
+    found = re.search(r"^\{\n.*?^\}$", out, re.S | re.M)
+    assert found, out
+    report: dict[str, Any] = json.loads(found.group())
+    return report
+
+
 def triggered_ingestion_conf(result: DagRunResult) -> dict[str, Any]:
     """The conf of the ingestion run the reconcile's trigger task created."""
     from airflow.models.dagrun import DagRun
@@ -102,10 +114,12 @@ def test_hand_made_drift_is_found_and_repaired_and_unknown_items_are_left_alone(
     report, rows = reconcile_report(buckets)
     counts = report["counts"]
     assert (counts["missing"], counts["stale"], counts["unknown"], counts["matched"]) == (1, 1, 1, 4)
-    assert counts["items_read"] == 6 and report["invalidated"] == 2
+    assert counts["items_read"] == 6
+    assert report["invalidated"] == 2
     by_kind = {r["kind"]: r for r in rows}
     assert by_kind["missing"]["id_hash"] == f"{id_hash('sku-0002'):016x}"
-    assert by_kind["stale"]["id"] == "sku-0003" and "1.00 IQD" in by_kind["stale"]["what_differs"]
+    assert by_kind["stale"]["id"] == "sku-0003"
+    assert "1.00 IQD" in by_kind["stale"]["what_differs"]
     assert by_kind["unknown"]["id"] == "other-tool-1"
     reads = [c for c in emulator.calls() if c["endpoint"] == "products"]
     assert [c["error_code"] for c in reads[:2]] == [80009, 80009], reads
@@ -139,10 +153,39 @@ def test_without_repair_the_ledger_is_untouched_and_nothing_is_triggered(
     assert result.state == "success", result.output[-4000:]
     assert result.task_states["request_ingestion"] == "skipped"
     report, _ = reconcile_report(buckets)
-    assert report["counts"]["missing"] == 1 and report["invalidated"] == 0 and report["repair_request"] is None
+    assert report["counts"]["missing"] == 1
+    assert report["invalidated"] == 0
+    assert report["repair_request"] is None
     # A later change of another product syncs as usual; the missing one stays missing (no repair).
     update_product(db, "sku-0006", utc(20, 11, 5), price="77.00")
     assert run_dag(INGEST, logical_date=utc(20, 12)).state == "success"
     assert run_dag(SYNC).state == "success"
     assert "sku-0005" not in emulator.items(CATALOG)
     assert emulator.items(CATALOG)["sku-0006"]["price"] == "77.00 IQD"
+
+
+def test_the_cli_reports_drift_and_with_repair_prints_the_ingestion_to_trigger(
+    sync_env: dict[str, Any],  # noqa: F811
+    run_dag: Callable[..., DagRunResult],
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    from facebook_catalog.cli import main
+
+    buckets: S3Buckets = sync_env["buckets"]
+    emulator: EmulatorServer = sync_env["emulator"]
+    put(buckets, "landing/cli.csv", HEADER + row("p1", "One") + row("p2", "Two"))
+    assert run_dag(SYNC).state == "success"
+    emulator.edit_item(CATALOG, "p2", price="1 IQD")
+    capfd.readouterr()
+
+    args = ["reconcile", "--catalog", CATALOG, "--synced-bucket", buckets.synced]
+    assert main(args) == 0
+    out, err = capfd.readouterr()
+    assert printed_report(out)["counts"]["stale"] == 1
+    assert "1 stale" in err
+    assert "airflow dags trigger" not in err  # no repair asked for
+    assert main([*args, "--repair"]) == 0
+    out, err = capfd.readouterr()
+    assert printed_report(out)["repair_request"] == {"mode": "ids", "ids": ["p2"], "id_hashes": []}
+    assert "airflow dags trigger catalog_ingest_products --conf" in err
+    assert "EAA" not in out + err

@@ -24,7 +24,7 @@ the run's params, else the sync's Airflow Variables, else the README's defaults.
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import Any, cast
 
 from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
 from airflow.sdk import DAG, Param, Variable, get_current_context, task
@@ -127,8 +127,11 @@ def catalog_reconcile_dag(
         trigger = TriggerDagRunOperator(
             task_id="request_ingestion",
             trigger_dag_id=ingest_dag_id,
-            conf="{{ ti.xcom_pull(task_ids='" + RECONCILE_TASK + "')['repair_request'] }}",
+            # Rendered natively (render_template_as_native_obj): the request's dict.
+            conf=cast(
+                dict[str, Any], "{{ ti.xcom_pull(task_ids='" + RECONCILE_TASK + "')['repair_request'] }}"
+            ),
             wait_for_completion=False,
         )
-        repair_requested(report) >> trigger
+        repair_requested(cast(dict[str, Any], report)) >> trigger
     return dag

@@ -61,13 +61,15 @@ def ledger_of(items: Iterable[Mapping[str, str]]) -> list[tuple[int, int, int]]:
 
 
 def run(
-    confirmed: list[tuple[int, int, int]], shown: Iterable[Mapping[str, Any]], open_ids: Mapping[int, str] = {}
+    confirmed: list[tuple[int, int, int]],
+    shown: Iterable[Mapping[str, Any]],
+    open_ids: Mapping[int, str] = {},
 ) -> tuple[Any, DriftCollector, str]:
     out = io.StringIO()
     collector = DriftCollector(out, max_repair_items=100)
     with ReadBackSpool() as spool:
         spool.add_all(shown)
-        counts = compare(confirmed, spool.sorted_records(), open_ids, on_drift=collector)
+        counts = compare(confirmed, spool.sorted_records(), open_ids or {}, on_drift=collector)
     return counts, collector, out.getvalue()
 
 
@@ -114,10 +116,13 @@ def test_missing_stale_unknown_and_matched_are_told_apart() -> None:
     ]
     counts, collector, csv_text = run(confirmed, shown)
     assert (counts.matched, counts.missing, counts.stale, counts.unknown) == (1, 1, 1, 1)
-    assert counts.items_read == 3 and counts.items_confirmed == 3 and counts.drifted == 3
+    assert counts.items_read == 3
+    assert counts.items_confirmed == 3
+    assert counts.drifted == 3
     kinds = {d.kind: d for d in collector.samples}
     assert kinds["missing"].item_id == f"#{id_hash('deleted'):016x}"  # the ledger knows only its hash
-    assert kinds["stale"].item_id == "edited" and "9.00 USD" in kinds["stale"].detail
+    assert kinds["stale"].item_id == "edited"
+    assert "9.00 USD" in kinds["stale"].detail
     assert kinds["unknown"].item_id == "stranger"
     assert csv_text.splitlines()[0] == "kind,id,id_hash,what_differs"
     assert len(csv_text.splitlines()) == 4
@@ -133,7 +138,9 @@ def test_missing_stale_unknown_and_matched_are_told_apart() -> None:
 def test_an_item_open_in_the_ledger_is_neither_unknown_nor_missing() -> None:
     pending = sent("pending")
     counts, collector, _ = run([], [as_meta_shows(pending)], {id_hash("pending"): "pending"})
-    assert counts.open == 1 and counts.drifted == 0 and not collector.repair
+    assert counts.open == 1
+    assert counts.drifted == 0
+    assert not collector.repair
 
 
 def test_an_invalidated_item_stays_stale_until_sent_again() -> None:
@@ -173,4 +180,5 @@ def test_an_item_without_retailer_id_is_refused_clearly() -> None:
 def test_the_read_back_asks_for_meta_names_of_every_hashed_field() -> None:
     assert READBACK_FIELDS[0] == "retailer_id"
     assert {"name", "url", "image_url", "price", "availability", "brand", "condition"} <= set(READBACK_FIELDS)
-    assert "title" not in READBACK_FIELDS and "id" not in READBACK_FIELDS
+    assert "title" not in READBACK_FIELDS
+    assert "id" not in READBACK_FIELDS
