@@ -162,6 +162,19 @@ def test_without_repair_the_ledger_is_untouched_and_nothing_is_triggered(
     assert run_dag(SYNC).state == "success"
     assert "sku-0005" not in emulator.items(CATALOG)
     assert emulator.items(CATALOG)["sku-0006"]["price"] == "77.00 IQD"
+    # Even a full snapshot does not bring it back: without the repair's invalidation the ledger
+    # says Meta holds it unchanged, so the sync skips it.
+    snapshot = run_dag(INGEST, {"mode": "snapshot"})
+    assert snapshot.state == "success", snapshot.output[-4000:]
+    written = snapshot.xcom("write_changed_products")
+    assert written["rows"] == 6
+    assert (
+        written["key"]
+        == f"landing/ingest/snapshot/{snapshot.run_id.replace(':', '_').replace('+', '_')}.csv.gz"
+    )
+    sync = run_dag(SYNC)
+    assert sync.state == "success"
+    assert "sku-0005" not in emulator.items(CATALOG)
 
 
 def test_the_cli_reports_drift_and_with_repair_prints_the_ingestion_to_trigger(
