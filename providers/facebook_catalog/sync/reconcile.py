@@ -13,7 +13,9 @@ of the normalized feed fields). The read-back item is mapped back to those field
 the same rule:
 
 * Meta's names become the feed's: ``name`` -> ``title``, ``url`` -> ``link``, ``image_url`` ->
-  ``image_link`` (a field the products edge gives under the feed's name is taken as is);
+  ``image_link``, ``retailer_product_group_id`` -> ``item_group_id``, ``manufacturer_part_number``
+  -> ``mpn``, ``additional_image_urls`` -> ``additional_image_link`` (a field the products edge
+  gives under the feed's name is taken as is); a list becomes its values joined by commas;
   ``retailer_id`` becomes ``id``; empty values are left out (the feed leaves them out too);
 * a price (``price``, ``sale_price``) shown as ``"12.00 USD"``, ``"USD 12.00"`` or ``"$12.00"``
   (with the item's ``currency``, else the symbol's code) is one amount and currency; since the
@@ -22,8 +24,11 @@ the same rule:
   matches when one of these hashes is the confirmed one.
 
 So the emulator, which shows the fields as they were sent, and Meta, which shows prices with
-their currency's decimals or symbol, both match an unchanged item. An item whose confirmed hash
-was invalidated by an earlier repair (:data:`INVALIDATED_HASH`) stays stale until it is re-sent.
+their currency's decimals or symbol, both match an unchanged item. Not covered: the few feed
+fields a ProductItem does not read back (:data:`UNREAD_FIELDS`), and a field Meta shows with a
+default the item was not sent with; such an item shows as stale every day (run without repair).
+An item whose confirmed hash was invalidated by an earlier repair (:data:`INVALIDATED_HASH`)
+stays stale until it is re-sent.
 
 Memory stays flat whatever the catalog's size: the read-back is spilled to :data:`PARTITIONS`
 files by the top bits of its id hash (:class:`ReadBackSpool`), and each partition, sorted by id
@@ -54,13 +59,39 @@ DRIFT_KINDS: tuple[DriftKind, ...] = ("missing", "stale", "unknown")
 #: in practice, so the next send of the item is never skipped as unchanged.
 INVALIDATED_HASH = 0
 PRICE_FIELDS: tuple[str, ...] = ("price", "sale_price")
-#: Meta's product item field names that differ from the feed's (the hooks' read names).
-FEED_TO_META: dict[str, str] = dict(READ_NAMES_OF_FEED_FIELDS)
+#: Meta's read names of the feed fields whose names differ (ProductItem's fields, as the
+#: facebook-business SDK lists them): the hooks' three, and three more.
+FEED_TO_META: dict[str, str] = {
+    **READ_NAMES_OF_FEED_FIELDS,
+    "item_group_id": "retailer_product_group_id",
+    "mpn": "manufacturer_part_number",
+    "additional_image_link": "additional_image_urls",
+}
 META_TO_FEED: dict[str, str] = {meta: feed for feed, meta in FEED_TO_META.items()}
-#: The fields a reconcile reads back: retailer_id and every field the ledger hashes, by Meta's names.
+#: Feed fields a ProductItem does not give back under any name: asking for them fails the whole
+#: read on Meta ("(#100) Tried accessing nonexisting field"), so they are not asked for, and an
+#: item sent with one of them cannot match its confirmed hash (it shows as stale).
+UNREAD_FIELDS: frozenset[str] = frozenset(
+    {
+        "sale_price_effective_date",
+        "status",
+        "google_product_category",
+        "rich_text_description",
+        "shipping",
+        "shipping_weight",
+        "return_policy_info",
+        "internal_label",
+    }
+)
+#: The fields a reconcile reads back: retailer_id and every field the ledger hashes that Meta
+#: reads back, by Meta's names (``currency`` too, for prices shown with a symbol).
 READBACK_FIELDS: tuple[str, ...] = (
     "retailer_id",
-    *dict.fromkeys(FEED_TO_META.get(f, f) for f in (*REQUIRED_FIELDS, *OPTIONAL_FIELDS) if f != "id"),
+    *dict.fromkeys(
+        FEED_TO_META.get(f, f)
+        for f in (*REQUIRED_FIELDS, *OPTIONAL_FIELDS)
+        if f != "id" and f not in UNREAD_FIELDS
+    ),
     "currency",
 )
 #: Fields a drift row shows of what Meta holds (the CSV's ``meta_shows``).

@@ -159,14 +159,16 @@ def run_reconcile(
     moment = now or datetime.now(timezone.utc)
     date = moment.strftime("%Y-%m-%d")
     report = ReconcileReport(store.catalog_id, date, run_id, moment.isoformat(), repair=repair)
-    state = store.load()
-    manifest = state.manifest
-    open_ids = {id_hash(str(row["item_id"])): str(row["item_id"]) for row in store.open_rows(manifest)}
     with (
         ReadBackSpool(spool_directory) as spool,
         tempfile.TemporaryDirectory(prefix="facebook-catalog-drift-", dir=spool_directory) as folder,
     ):
         spool.add_all(items)
+        # The ledger as it is once the read-back is done (it takes minutes on a large catalog):
+        # an item a sync confirmed meanwhile is not "unknown", and a compaction meanwhile cannot
+        # remove the base this compare streams (it lasts seconds).
+        manifest = store.load().manifest
+        open_ids = {id_hash(str(row["item_id"])): str(row["item_id"]) for row in store.open_rows(manifest)}
         report.graph_api_calls, report.throttled_retries = read_stats()
         log.info(
             "Read back %d items of catalog %s in %d Graph API calls",

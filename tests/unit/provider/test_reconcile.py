@@ -182,3 +182,23 @@ def test_the_read_back_asks_for_meta_names_of_every_hashed_field() -> None:
     assert {"name", "url", "image_url", "price", "availability", "brand", "condition"} <= set(READBACK_FIELDS)
     assert "title" not in READBACK_FIELDS
     assert "id" not in READBACK_FIELDS
+
+
+def test_meta_names_of_optional_fields_map_back_to_the_feeds() -> None:
+    fields = sent(
+        "a",
+        item_group_id="shirt-1",
+        mpn="M-77",
+        additional_image_link="https://cdn.example/a2.jpg,https://cdn.example/a3.jpg",
+    )
+    shown = as_meta_shows(
+        {k: v for k, v in fields.items() if k not in ("item_group_id", "mpn", "additional_image_link")},
+        retailer_product_group_id="shirt-1",
+        manufacturer_part_number="M-77",
+        additional_image_urls=["https://cdn.example/a2.jpg", "https://cdn.example/a3.jpg"],
+    )
+    assert confirmed_hash(fields) in readback_hashes(shown)
+    assert {"retailer_product_group_id", "manufacturer_part_number", "additional_image_urls"} <= set(
+        READBACK_FIELDS
+    )
+    assert "status" not in READBACK_FIELDS  # not a field a ProductItem reads back
