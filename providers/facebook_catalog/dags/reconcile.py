@@ -116,9 +116,10 @@ def catalog_reconcile_dag(
         tags=["facebook_catalog", "reconcile"],
         doc_md=__doc__,
     ) as dag:
-        report = task(task_id=RECONCILE_TASK, execution_timeout=timedelta(hours=5))(reconcile_catalog_task)(
-            dict(settings)
-        )
+        # One XCom, the report (a dict return would otherwise become one XCom a key).
+        report = task(task_id=RECONCILE_TASK, multiple_outputs=False, execution_timeout=timedelta(hours=5))(
+            reconcile_catalog_task
+        )(dict(settings))
 
         @task.short_circuit(task_id="repair_requested")
         def repair_requested(report: dict[str, Any]) -> bool:
@@ -131,6 +132,9 @@ def catalog_reconcile_dag(
             conf=cast(
                 dict[str, Any], "{{ ti.xcom_pull(task_ids='" + RECONCILE_TASK + "')['repair_request'] }}"
             ),
+            # No logical date: the ingestion's ids mode reads no window, and Airflow 3.0 fails to
+            # infer a cron data interval for an operator-triggered run that has one.
+            logical_date=None,
             wait_for_completion=False,
         )
         repair_requested(cast(dict[str, Any], report)) >> trigger
