@@ -29,6 +29,7 @@ from facebook_catalog.emulator.errors import (
     service_unavailable,
 )
 from facebook_catalog.emulator.forms import FormError, parse_body
+from facebook_catalog.emulator.localization import MAX_REQUESTS_PER_CALL as MAX_LOCALIZED_REQUESTS_PER_CALL
 from facebook_catalog.emulator.state import CallRecord, EmulatorState, FaultPlan
 from facebook_catalog.emulator.validation import RecordShapeError, parse_records
 
@@ -44,6 +45,7 @@ ITEM_TYPE_PRODUCT = "PRODUCT_ITEM"
 ERROR_PRIORITIES = ("HIGH", "MEDIUM", "LOW")
 
 ENDPOINT_ITEMS_BATCH = "items_batch"
+ENDPOINT_LOCALIZED_ITEMS_BATCH = "localized_items_batch"
 ENDPOINT_BATCH_STATUS = "check_batch_request_status"
 ENDPOINT_CATALOG = "catalog"
 ENDPOINT_UNKNOWN = "unknown"
@@ -76,7 +78,11 @@ def resolve_route(path: str) -> GraphRoute:
     catalog_id = segments[0]
     if len(segments) == 1:
         return GraphRoute(ENDPOINT_CATALOG, catalog_id)
-    if len(segments) == 2 and segments[1] in (ENDPOINT_ITEMS_BATCH, ENDPOINT_BATCH_STATUS):
+    if len(segments) == 2 and segments[1] in (
+        ENDPOINT_ITEMS_BATCH,
+        ENDPOINT_LOCALIZED_ITEMS_BATCH,
+        ENDPOINT_BATCH_STATUS,
+    ):
         return GraphRoute(segments[1], catalog_id)
     return GraphRoute(ENDPOINT_UNKNOWN, catalog_id)
 
@@ -139,7 +145,7 @@ async def _answer_graph_call(
         raise payload_too_large() from None
     params = _request_params(request, body)
     raw_requests = params.get("requests")
-    if route.endpoint == ENDPOINT_ITEMS_BATCH and raw_requests is not None:
+    if route.endpoint in (ENDPOINT_ITEMS_BATCH, ENDPOINT_LOCALIZED_ITEMS_BATCH) and raw_requests is not None:
         call.payload_sha256 = hashlib.sha256(raw_requests).hexdigest()
         call.payload_bytes = len(raw_requests)
 
@@ -159,6 +165,8 @@ async def _answer_graph_call(
     assert route.catalog_id is not None  # every known endpoint names a catalog
     if route.endpoint == ENDPOINT_ITEMS_BATCH:
         return _items_batch(request, state, route, params, len(body), call)
+    if route.endpoint == ENDPOINT_LOCALIZED_ITEMS_BATCH:
+        return _localized_items_batch(request, state, route, params, len(body), call)
     if route.endpoint == ENDPOINT_BATCH_STATUS:
         return _batch_status(request, state, route, params, call)
     if request.method != "GET":
@@ -242,6 +250,66 @@ def _items_batch(
             "validation_status": validation_status,
         },
         headers=headers,
+    )
+
+
+def _localized_items_batch(
+    request: web.Request,
+    state: EmulatorState,
+    route: GraphRoute,
+    params: dict[str, bytes],
+    body_size: int,
+    call: CallRecord,
+) -> web.Response:
+    """``POST /{catalog}/localized_items_batch``: overrides of existing items (Meta's rules in
+    emulator/localization.py); counts against the Catalog Batch budget like items_batch, and its
+    handle is checked with check_batch_request_status."""
+    catalog_id = route.catalog_id
+    assert catalog_id is not None
+    if request.method != "POST":
+        raise _unsupported_request(request.method, catalog_id)
+    budget = state.consume_batch_call(catalog_id)
+    if not budget.allowed:
+        raise _throttled(route, retry_after_seconds=budget.retry_after_seconds, config=state.config)
+    if body_size > MAX_PAYLOAD_BYTES:
+        raise payload_too_large()
+    item_type = _text_param(params, "item_type")
+    if not item_type:
+        raise invalid_parameter("The parameter item_type is required")
+    if item_type != ITEM_TYPE_PRODUCT:
+        raise invalid_parameter(
+            f"Param item_type must be one of {{{ITEM_TYPE_PRODUCT}}} (the only item type this emulator "
+            f'supports), got "{item_type}"'
+        )
+    raw_requests = params.get("requests")
+    if raw_requests is None or not raw_requests.strip():
+        raise invalid_parameter("The parameter requests is required")
+    try:
+        records = json.loads(raw_requests.decode("utf-8"))
+    except ValueError:  # also UnicodeDecodeError
+        raise invalid_parameter("Param requests must be a JSON-encoded array of requests") from None
+    if not isinstance(records, list):
+        raise invalid_parameter("Param requests must be a JSON-encoded array of requests")
+    call.record_count = len(records)
+    if not records:
+        raise invalid_parameter("Param requests must contain at least one request")
+    if len(records) > MAX_LOCALIZED_REQUESTS_PER_CALL:
+        raise invalid_parameter(
+            f"Param requests must contain at most {MAX_LOCALIZED_REQUESTS_PER_CALL} requests, "
+            f"got {len(records)}"
+        )
+    outcome = state.submit_localized_batch(catalog_id, records)
+    call.handle = outcome.handle
+    validation_status = [
+        {"retailer_id": verdict.retailer_id, "errors": [{"message": message} for message in verdict.errors]}
+        for verdict in outcome.verdicts
+        if verdict.has_messages
+    ]
+    return web.json_response(
+        {
+            "handles": [outcome.handle] if outcome.handle is not None else [],
+            "validation_status": validation_status,
+        }
     )
 
 

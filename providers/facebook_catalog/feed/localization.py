@@ -84,8 +84,6 @@ LANGUAGE_CODES: frozenset[str] = frozenset(
     pl ps pt qu rm rn ro ru rw sa sc sd se sg sh si sk sl sm sn so sq sr ss st su sv sw ta te tg th
     ti tk tl tn to tr ts tt tw ty ug uk ur uz ve vi vo wa wo xh yi yo za zh zu""".split()
 )
-#: Meta's language values: ``en_XX`` (any English), or a locale such as ``ar_AR``, ``en_GB``.
-_META_LANGUAGE = re.compile(r"([a-z]{2})_([A-Z]{2})")
 # <field>, then _<ll>, _<CC> or _<ll>_<CC> (also with '-', '.' or ' ' between).
 _OVERRIDE_COLUMN = re.compile(r"(.+?)[_\-. ]([A-Za-z]{2})(?:[_\-. ]([A-Za-z]{2}))?")
 
@@ -148,43 +146,6 @@ def split_override_key(key: str) -> tuple[str, Localization]:
 def meta_language(code: str) -> str:
     """``en`` -> ``en_XX``, Meta's value for a language in any country."""
     return f"{code}_XX"
-
-
-def localization_problem(localization: Any) -> str | None:
-    """Why a request's ``localization`` is not one Meta takes, or None (the emulator's rule)."""
-    if not isinstance(localization, dict):
-        return "localization must be an object with 'type' and 'value'"
-    kind, value = localization.get("type"), localization.get("value")
-    if kind not in LOCALIZATION_TYPES:
-        return f"localization type {kind!r} is not one of {', '.join(LOCALIZATION_TYPES)}"
-    if not isinstance(value, str) or not value:
-        return "localization value is required"
-    if kind == COUNTRY:
-        return None if value in COUNTRY_CODES else f"'{value}' is not an ISO 3166-1 alpha-2 country code"
-    if kind == LANGUAGE:
-        return _language_problem(value)
-    language, _, country = value.partition("|")
-    problem = _language_problem(language)
-    if problem is not None:
-        return problem
-    if country not in COUNTRY_CODES:
-        return f"LANGUAGE_AND_COUNTRY value '{value}' must be '<language>|<country>', such as 'en_XX|US'"
-    return None
-
-
-def _language_problem(value: str) -> str | None:
-    found = _META_LANGUAGE.fullmatch(value)
-    if found is None or found.group(1) not in LANGUAGE_CODES:
-        return f"'{value}' is not a language code such as 'en_XX' or 'ar_AR'"
-    if found.group(2) != "XX" and found.group(2) not in COUNTRY_CODES:
-        return f"'{value}' is not a language code such as 'en_XX' or 'ar_AR'"
-    return None
-
-
-def disallowed_fields(localization_type: str, names: Any) -> list[str]:
-    """The names of ``names`` (other than ``id``) that Meta does not take in an override of the type."""
-    allowed = FIELDS_BY_TYPE.get(localization_type, frozenset())
-    return [name for name in names if name != "id" and name not in allowed]
 
 
 def override_for_column(name: str, base_field: Any) -> OverrideColumn | None:

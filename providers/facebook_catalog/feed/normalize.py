@@ -592,7 +592,9 @@ class OverrideRules:
         problems: list[FieldProblem] = []
         for localization, rules, labels in self.groups:
             fields, group_problems = normalize_row(row, rules, options)
-            problems.extend(dataclasses.replace(problem, field=labels[problem.field]) for problem in group_problems)
+            problems.extend(
+                dataclasses.replace(problem, field=labels[problem.field]) for problem in group_problems
+            )
             if fields:
                 found.append(Override(localization, fields))
         return tuple(found), problems

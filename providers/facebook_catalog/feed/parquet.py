@@ -158,7 +158,7 @@ def _check_layout(layout: ColumnLayout, header: list[str], source: str) -> Colum
         raise FeedFileError(
             source,
             f"the column '{header[index]}' is a localized override; overrides are read from CSV, "
-            "JSON Lines and Avro files, not yet from Parquet (feed/README.md, \"Localized overrides\")",
+            'JSON Lines and Avro files, not yet from Parquet (feed/README.md, "Localized overrides")',
         )
     if layout.duplicated:
         field, names = layout.duplicated[0]

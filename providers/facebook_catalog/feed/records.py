@@ -25,6 +25,7 @@ from decimal import Decimal
 from typing import Any
 
 from facebook_catalog.feed.fields import ColumnLayout, layout_columns
+from facebook_catalog.feed.localization import Override
 from facebook_catalog.feed.model import (
     FeedEvent,
     FeedItem,
@@ -33,7 +34,6 @@ from facebook_catalog.feed.model import (
     Rejection,
     display_value,
 )
-from facebook_catalog.feed.localization import Override
 from facebook_catalog.feed.normalize import OverrideRules, RowRules, normalize_row, normalized_id
 
 # Past this many, unknown columns are counted in one warning instead of one warning each.

@@ -32,6 +32,7 @@ from facebook_catalog.hooks.graph_api import (
     connection_error,
     error_from_response,
     items_batch_form,
+    localized_items_batch_form,
     parse_batch_status_response,
     parse_items_batch_response,
     parse_json_body,
@@ -51,6 +52,8 @@ DEFAULT_REQUEST_TIMEOUT = 120.0
 DEFAULT_STATUS_CONCURRENCY = 8
 
 ITEMS_BATCH = "items_batch"
+#: Counts against the same per-minute Catalog Batch budget (80014) as items_batch.
+LOCALIZED_ITEMS_BATCH = "localized_items_batch"
 BATCH_STATUS = "check_batch_request_status"
 CATALOG = "catalog"
 
@@ -116,7 +119,7 @@ class _FacebookCatalogHookBase(BaseHook):
         return wait
 
     def _note_refusal(self, endpoint: str, error: GraphApiError) -> None:
-        if endpoint == ITEMS_BATCH and isinstance(error, ThrottledGraphApiError):
+        if endpoint in (ITEMS_BATCH, LOCALIZED_ITEMS_BATCH) and isinstance(error, ThrottledGraphApiError):
             self.items_batch_pacer.record_refusal(error.retry_after)
 
     def _count_retries(self, state: RetryState) -> None:
@@ -197,6 +200,26 @@ class FacebookCatalogHook(_FacebookCatalogHookBase):
         response = parse_items_batch_response(body, request_count)
         self.log.info(
             "items_batch: %d requests, %d bytes -> handle %s",
+            request_count,
+            len(_payload_bytes(payload)),
+            response.handle,
+        )
+        return response
+
+    def send_localized_items_batch(self, payload: bytes | str, request_count: int) -> ItemsBatchResponse:
+        """Post one localized_items_batch call (``payload``: the encoded ``requests`` array of
+        overrides), paced with items_batch: both spend the catalog's Catalog Batch budget."""
+        settings = self.settings
+        form = localized_items_batch_form(settings, _payload_bytes(payload))
+        files = [(name, (None, value)) for name, value in form]
+        wait = self._items_batch_pause()
+        if wait:
+            time.sleep(wait)
+        body = self._call("POST", settings.localized_items_batch_url, LOCALIZED_ITEMS_BATCH, files=files)
+        self.items_batch_pacer.record_accepted()
+        response = parse_items_batch_response(body, request_count)
+        self.log.info(
+            "localized_items_batch: %d requests, %d bytes -> handle %s",
             request_count,
             len(_payload_bytes(payload)),
             response.handle,
