@@ -40,7 +40,8 @@ HEADER = "id,title,description,link,image_link,availability,price,brand,title_en
 def row(pid: str, title_ar: str, title_en: str, price_ae: str = "95 AED") -> str:
     return (
         f'{pid},"{title_ar}","وصف {title_ar}",https://shop.example.com/{pid},'
-        f'https://cdn.example.com/{pid}.jpg,in stock,25000 IQD,Acme,"{title_en}","About {title_en}",{price_ae}\n'
+        f"https://cdn.example.com/{pid}.jpg,in stock,25000 IQD,Acme,"
+        f'"{title_en}","About {title_en}",{price_ae}\n'
     )
 
 
