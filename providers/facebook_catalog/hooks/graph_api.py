@@ -15,9 +15,10 @@ import random
 import re
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 DEFAULT_BASE_URL = "https://graph.facebook.com"
 DEFAULT_API_VERSION = "v25.0"
@@ -103,6 +104,14 @@ class GraphApiSettings:
     @property
     def batch_status_url(self) -> str:
         return f"{self.catalog_url}/check_batch_request_status"
+
+    @property
+    def products_url(self) -> str:
+        return f"{self.catalog_url}/products"
+
+    @property
+    def diagnostics_url(self) -> str:
+        return f"{self.catalog_url}/diagnostics"
 
     @property
     def secrets(self) -> tuple[str, ...]:
@@ -209,6 +218,199 @@ def catalog_params(settings: GraphApiSettings) -> dict[str, str]:
     if proof:
         params["appsecret_proof"] = proof
     return params
+
+
+# ------------------------------------------------------------------ reading the catalog back
+#: The products edge's read names of feed fields (``fields=name`` reads what the feed sent as title).
+READ_NAMES_OF_FEED_FIELDS = {"title": "name", "link": "url", "image_link": "image_url"}
+#: What Meta's review shows about an item: enough to record its rejection.
+REVIEW_FIELDS = ("retailer_id", "review_status", "errors")
+#: An item's content as the feed sent it, under the products edge's read names, with its review.
+CATALOG_READ_FIELDS = (
+    "id",
+    "retailer_id",
+    "name",
+    "description",
+    "price",
+    "sale_price",
+    "availability",
+    "condition",
+    "url",
+    "image_url",
+    "brand",
+    "review_status",
+    "errors",
+)
+#: Items a page asks for (Meta's default is 25; fewer, larger pages spend less of the budget).
+DEFAULT_PRODUCTS_PAGE_SIZE = 500
+#: A retailer_id filter names at most this many ids, and its JSON at most this many characters,
+#: so the GET's URL stays well within what servers accept (8 KiB request lines are common).
+RETAILER_ID_FILTER_MAX_IDS = 200
+RETAILER_ID_FILTER_MAX_CHARS = 3000
+_CREDENTIAL_PARAMS = frozenset({"access_token", "appsecret_proof"})
+
+
+def products_params(
+    settings: GraphApiSettings,
+    fields: Iterable[str],
+    *,
+    product_filter: str | None = None,
+    limit: int = DEFAULT_PRODUCTS_PAGE_SIZE,
+    after: str | None = None,
+) -> dict[str, str]:
+    """Query of one products page; ``product_filter`` is Meta's JSON filter, already encoded."""
+    params = {"fields": ",".join(fields), "limit": str(limit)}
+    if product_filter:
+        params["filter"] = product_filter
+    if after:
+        params["after"] = after
+    proof = settings.appsecret_proof
+    if proof:
+        params["appsecret_proof"] = proof
+    return params
+
+
+def diagnostics_params(settings: GraphApiSettings) -> dict[str, str]:
+    params: dict[str, str] = {}
+    proof = settings.appsecret_proof
+    if proof:
+        params["appsecret_proof"] = proof
+    return params
+
+
+def retailer_id_filters(
+    retailer_ids: Iterable[str],
+    *,
+    max_ids: int = RETAILER_ID_FILTER_MAX_IDS,
+    max_chars: int = RETAILER_ID_FILTER_MAX_CHARS,
+) -> Iterator[str]:
+    """``{"retailer_id": {"is_any": [...]}}`` filters that together name every id once."""
+    chunk: list[str] = []
+    size = 0
+    for retailer_id in dict.fromkeys(str(r) for r in retailer_ids):
+        cost = len(json.dumps(retailer_id)) + 1
+        if chunk and (len(chunk) >= max_ids or size + cost > max_chars):
+            yield _is_any_filter(chunk)
+            chunk, size = [], 0
+        chunk.append(retailer_id)
+        size += cost
+    if chunk:
+        yield _is_any_filter(chunk)
+
+
+def _is_any_filter(retailer_ids: list[str]) -> str:
+    return json.dumps({"retailer_id": {"is_any": retailer_ids}}, separators=(",", ":"))
+
+
+@dataclass(frozen=True)
+class ProductsPage:
+    """One page of the products edge: its items and where the next page is (None: last page)."""
+
+    items: list[dict[str, Any]]
+    after: str | None
+    next_url: str | None
+
+
+def parse_products_page(body: Any) -> ProductsPage:
+    data = body.get("data") if isinstance(body, dict) else None
+    if not isinstance(data, list):
+        raise GraphApiResponseError(
+            f"products answered without a 'data' list: {str(body)[:200]}", endpoint="products"
+        )
+    paging: dict[str, Any] = body.get("paging") or {}
+    if not isinstance(paging, dict):
+        paging = {}
+    cursors: dict[str, Any] = paging.get("cursors") or {}
+    if not isinstance(cursors, dict):
+        cursors = {}
+    after = cursors.get("after")
+    next_url = paging.get("next")
+    return ProductsPage(
+        items=[item for item in data if isinstance(item, dict)],
+        after=str(after) if after else None,
+        next_url=str(next_url) if next_url else None,
+    )
+
+
+def parse_diagnostics(body: Any) -> list[dict[str, Any]]:
+    data = body.get("data") if isinstance(body, dict) else None
+    if not isinstance(data, list):
+        raise GraphApiResponseError(
+            f"diagnostics answered without a 'data' list: {str(body)[:200]}", endpoint="diagnostics"
+        )
+    return [group for group in data if isinstance(group, dict)]
+
+
+class ProductsCursor:
+    """One paged read of the products edge: the request of each page, from the page before.
+
+    It follows ``paging.next`` when that URL is on the connection's host (the token travels in a
+    header, so a URL elsewhere is never called), else the ``after`` cursor; no ``next``: done.
+    """
+
+    def __init__(
+        self,
+        settings: GraphApiSettings,
+        fields: Iterable[str],
+        *,
+        product_filter: str | None = None,
+        page_size: int = DEFAULT_PRODUCTS_PAGE_SIZE,
+    ) -> None:
+        self.settings = settings
+        self.params = products_params(settings, fields, product_filter=product_filter, limit=page_size)
+        self._seen_after: set[str] = set()
+
+    def first_request(self) -> tuple[str, dict[str, str]]:
+        return self.settings.products_url, dict(self.params)
+
+    def next_request(self, page: ProductsPage) -> tuple[str, dict[str, str]] | None:
+        if page.next_url is None or page.after in self._seen_after:
+            return None  # the last page (or a cursor that does not move, which would never end)
+        if page.after is not None:
+            self._seen_after.add(page.after)
+        parts = urlsplit(page.next_url)
+        home = urlsplit(self.settings.base_url)
+        if (parts.scheme, parts.netloc) == (home.scheme, home.netloc):
+            params = {
+                k: v for k, v in parse_qsl(parts.query, keep_blank_values=True) if k not in _CREDENTIAL_PARAMS
+            }
+            proof = self.settings.appsecret_proof
+            if proof:
+                params["appsecret_proof"] = proof
+            return urlunsplit((parts.scheme, parts.netloc, parts.path, "", "")), params
+        if page.after is None:
+            return None
+        return self.settings.products_url, {**self.params, "after": page.after}
+
+
+@dataclass(frozen=True)
+class MetaItemError:
+    """One error Meta shows on a stored item (ProductItemError): its text and, when given, its type."""
+
+    message: str
+    code: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"message": self.message, "code": self.code}
+
+
+def item_errors(item: Mapping[str, Any]) -> list[MetaItemError]:
+    """The errors of one products-edge item, read liberally (title/description or message)."""
+    found: list[MetaItemError] = []
+    for entry in item.get("errors") or []:
+        if isinstance(entry, str):
+            found.append(MetaItemError(entry))
+            continue
+        if not isinstance(entry, dict):
+            continue
+        title = str(entry.get("title") or "").strip()
+        detail = str(entry.get("description") or entry.get("message") or "").strip()
+        message = f"{title}: {detail}" if title and detail and detail != title else (title or detail)
+        code = entry.get("error_type") or entry.get("code")
+        found.append(
+            MetaItemError(message or "Meta shows an error on this item", str(code) if code else None)
+        )
+    return found
 
 
 # --------------------------------------------------------------------------------------------
