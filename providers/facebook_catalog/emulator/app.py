@@ -387,11 +387,17 @@ def _localized_items_batch(
         for verdict in outcome.verdicts
         if verdict.has_messages
     ]
+    headers: dict[str, str] = {}
+    if state.config.batch_calls_per_minute is not None:
+        headers["X-Business-Use-Case-Usage"] = _business_use_case_usage(
+            catalog_id, "catalog_batch", budget.usage_percent, regain_minutes=0
+        )
     return web.json_response(
         {
             "handles": [outcome.handle] if outcome.handle is not None else [],
             "validation_status": validation_status,
-        }
+        },
+        headers=headers,
     )
 
 
@@ -525,7 +531,7 @@ def _unsupported_request(method: str, catalog_id: str) -> GraphError:
 
 def _throttled(route: GraphRoute, *, retry_after_seconds: float, config: EmulatorConfig) -> GraphError:
     """80014 for items_batch (Catalog Batch budget), 80009 for other catalog calls (the read edges too)."""
-    if route.endpoint == ENDPOINT_ITEMS_BATCH:
+    if route.endpoint in (ENDPOINT_ITEMS_BATCH, ENDPOINT_LOCALIZED_ITEMS_BATCH):
         code, use_case = CODE_CATALOG_BATCH_THROTTLED, "catalog_batch"
         message = (
             "(#80014) There have been too many calls to this Catalog account. Wait a bit and try "
