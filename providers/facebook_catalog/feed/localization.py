@@ -136,10 +136,10 @@ def override_key(item_id: str, localization: Localization) -> str:
 
 def split_override_key(key: str) -> tuple[str, Localization]:
     """The item id and localization of an :func:`override_key` (ids may hold ``|`` themselves)."""
+    parts = key.rsplit("|", 3)
+    if len(parts) == 4 and parts[1] == LANGUAGE_AND_COUNTRY:  # its value holds a '|': en_XX|AE
+        return parts[0], Localization(LANGUAGE_AND_COUNTRY, f"{parts[2]}|{parts[3]}")
     item_id, kind, value = key.rsplit("|", 2)
-    if kind == LANGUAGE_AND_COUNTRY:  # its value holds a '|' of its own: en_XX|AE
-        item_id, language = item_id.rsplit("|", 1)
-        value = f"{language}|{value}"
     return item_id, Localization(kind, value)
 
 
