@@ -173,3 +173,38 @@ def test_an_override_meta_rejects_is_an_open_rejection_retried_on_schedule(
         "p1|LANGUAGE|en_XX": "2",
     }
     assert report_of(s3, retried.run_id)["counts"]["rejections_retried"] == 2
+
+
+def test_an_override_of_an_item_meta_refused_waits_until_meta_confirms_the_item(
+    sync_env: dict[str, Any],
+    run_dag: Callable[..., DagRunResult],
+    clock: Clock,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    s3, emulator = sync_env["buckets"], sync_env["emulator"]
+    monkeypatch.setenv("AIRFLOW_VAR_FACEBOOK_CATALOG_MAX_ERROR_RATIO", "1")
+    emulator.set_faults(reject_item_ids=["p1"])
+    put(s3, "landing/a.csv", HEADER + row("p1", "قميص", "Shirt"))
+    first = run_dag(DAG_ID)
+    assert first.state == "success", first.output[-3000:]
+    assert "p1" not in emulator.items(CATALOG)
+    assert [r["id"] for r in open_rejections(s3)] == ["p1"]  # the item; its overrides wait
+
+    clock.advance(0.5)  # the item's retry is not due, and its overrides wait for it: no work
+    before = len(emulator.calls())
+    assert run_dag(DAG_ID).task_states["sync_catalog"] == "skipped"
+    assert emulator.calls()[before:] == []
+
+    emulator.set_faults()  # fixed on Meta's side
+    fixed = run_dag(DAG_ID, {"retry_rejected": True})
+    assert fixed.state == "success", fixed.output[-3000:]
+    assert emulator.items(CATALOG)["p1"]["title"] == "قميص"
+    assert localized_requests(s3, fixed.run_id) == []  # Meta confirmed p1 only as this run ended
+
+    clock.advance(0.1)
+    released = run_dag(DAG_ID)
+    assert released.state == "success", released.output[-3000:]
+    assert len(localized_requests(s3, released.run_id)) == 2
+    details = {d["key"]: d["values"] for d in emulator.items(CATALOG)["p1"]["override_details"]}
+    assert details == {"AE": {"price": "95 AED"}, "en_XX": {"title": "Shirt", "description": "About Shirt"}}
+    assert open_rejections(s3) == []

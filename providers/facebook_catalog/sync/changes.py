@@ -72,16 +72,24 @@ def open_entries(store: LedgerStore, state: LedgerState) -> dict[int, LedgerEntr
 
 def retries_waiting(store: LedgerStore, *, retry_rejected: bool, now: int | None = None) -> int:
     """How many open entries a run would re-send from their payload now (all of them with
-    ``retry_rejected``): with any, a run has work even when landing is empty."""
+    ``retry_rejected``): with any, a run has work even when landing is empty. A held override
+    counts only once Meta has confirmed its item."""
     now = ledger.utc_now() if now is None else now
     state = store.load()
     if state.etag is None:
         return 0
-    return sum(
-        1
+    due = [
+        e
         for e in open_entries(store, state).values()
         if e.payload is not None and (retry_rejected or e.due(now))
-    )
+    ]
+    held = sorted({id_hash(e.base_id) for e in due if e.outcome == "held"})
+    if not held:
+        return len(due)
+    deltas = store.delta_records(state.manifest)
+    found = store.lookup(state.manifest, held)
+    confirmed = set(deltas) | (set(found) if found is not None else set(held))
+    return sum(1 for e in due if e.outcome != "held" or id_hash(e.base_id) in confirmed)
 
 
 class ChangeTracking:
