@@ -14,7 +14,10 @@ The snapshot is read in two passes over local copies of the objects:
    the rest is still being read. A row whose id repeats goes to a spool on disk; once every file
    is read, the spool keeps each id's last occurrence (across files in order) and hands those on.
 
-Rejected rows go straight to a CSV file; only samples stay in memory.
+Rejected rows go straight to a CSV file; only samples stay in memory. A row's localized overrides
+(``title_en``, ``price_AE``) travel right after its item as items of their own, keyed
+``<id>|LANGUAGE|en_XX`` and naming their item in ``base_id_hash``; the caller sends them
+through localized_items_batch (sync/localized.py).
 """
 
 from __future__ import annotations

@@ -166,3 +166,18 @@ def test_an_override_is_keyed_apart_and_encoded_for_localized_items_batch() -> N
     assert split_override_key(override.item_id) == ("1|a", Localization("LANGUAGE", "en_XX"))
     both = Localization("LANGUAGE_AND_COUNTRY", "en_XX|AE")
     assert split_override_key(override_key("x|y", both)) == ("x|y", both)
+
+
+def test_a_parquet_file_with_override_columns_is_a_file_error_in_both_passes(tmp_path: Path) -> None:
+    pytest.importorskip("pyarrow")
+    from facebook_catalog.feed.reader import read_feed_file, read_feed_file_ids
+    from tests.fixtures import airbyte
+
+    path = tmp_path / "products.parquet"
+    items = airbyte.records(airbyte.product(1, title_en="Shirt"))
+    airbyte.write_parquet(path, items, flatten=True, columns=[*airbyte.PRODUCT_COLUMNS, "title_en"])
+    for read in (read_feed_file, read_feed_file_ids):
+        with pytest.raises(
+            FeedFileError, match="'title_en' is a localized override; overrides are read from CSV"
+        ):
+            list(read(path))
