@@ -67,7 +67,10 @@ class FacebookCatalogItemsBatchOperator(BaseOperator):
     (normalized, validated; bad rows are rejected with file, line, field, value and reason and
     the same id keeps its last occurrence; a file that cannot be read as a feed is skipped and
     reported). Requests are ``UPDATE`` with ``allow_upsert=true``, split into calls of at most
-    5,000 items under Meta's payload limit. After posting, the task defers to
+    5,000 items under Meta's payload limit. A row's localized overrides (``title_en``,
+    ``price_AE``: docs/localized.md) go after the items through localized_items_batch, only for
+    items the item ledger says Meta has confirmed (the others wait in the ledger for a later
+    run); their handles are waited for with the items'. After posting, the task defers to
     :class:`FacebookCatalogBatchStatusTrigger` and frees its worker slot while Meta processes the
     batches; ``deferrable=False`` polls in the worker instead, by the same rules.
 
