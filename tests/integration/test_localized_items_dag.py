@@ -116,6 +116,7 @@ def test_arabic_items_with_english_overrides_read_back_in_both_languages(
     assert {r["localization"]["type"] for r in requests} == {"LANGUAGE", "COUNTRY"}
     counts = report_of(s3, second.run_id)["counts"]
     assert (counts["overrides_sent"], counts["overrides_held"], counts["items_sent"]) == (4, 0, 0)
+    assert counts["rejections_closed"] == 0  # sending what waited closes no rejection
 
     # A changed English title alone: one localized request, no items_batch call.
     clock.advance(1)

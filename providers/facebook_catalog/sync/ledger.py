@@ -305,7 +305,8 @@ def settle_run(
     hashes = dict(zip(sent.ids, sent.hashes, strict=True))
     stored = dict(payloads(calls_needed, set(rejected) | set(pending))) if calls_needed else {}
     for item in confirmed:
-        if open_entries.pop(item.id_hash, None) is not None:
+        closed = open_entries.pop(item.id_hash, None)
+        if closed is not None and closed.outcome != "held":  # a held override was no rejection
             counts.rejections_closed += 1
     for key in superseded:
         if open_entries.pop(key, None) is not None:

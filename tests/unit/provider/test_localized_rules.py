@@ -173,3 +173,20 @@ def test_metas_answer_on_a_localized_call_names_the_override_by_its_key() -> Non
     assert base_id_of("a|b|COUNTRY|AE") == "a|b"
     assert base_id_of("plain") == ""
     assert id_hash("p1|LANGUAGE|en_XX") != id_hash("p1")
+
+
+def test_a_held_override_meta_then_confirms_closes_without_counting_as_a_rejection() -> None:
+    from facebook_catalog.feed.change_detection import SentHashes
+    from facebook_catalog.sync.ledger import RunAnswer, settle_run
+
+    _, english, _ = item_and_overrides("p1")
+    held = LedgerEntry(
+        english.item_id, "held", english.content_hash, next_retry=T0, payload="{}", base_id="p1"
+    )
+    sent = SentHashes()
+    sent.ids.append(english.id_hash)
+    sent.hashes.append(english.content_hash)
+    answer = RunAnswer(calls=[("h1", 1)], statuses={"h1": "finished"}, invalid_ids={})
+    update = settle_run({english.id_hash: held}, sent, answer, payloads=lambda calls, wanted: {}, now=T0)
+    assert update.open_entries == {}
+    assert (len(update.confirmed), update.counts.rejections_closed) == (1, 0)
