@@ -160,7 +160,7 @@ def child_ours(args: argparse.Namespace) -> dict[str, Any]:
         phases["peak_after_read"] = peak_rss_mb()
         operator = FacebookCatalogItemsBatchOperator(task_id="feed_throughput", catalog_id=args.catalog_id)
         hook = operator.hook
-        posted = post_batches(hook, operator._item_requests(feed, None), None)
+        posted = post_batches(hook, operator._item_requests(feed, None, []), None)
         feed.close()
         hook.close()
     finished, cpu = time.perf_counter(), time.process_time() - cpu_started

@@ -98,7 +98,9 @@ def run_one(calls: int, budget: int, time_scale: float, regain_minutes: int) -> 
         )
         hook = operator.hook
         started = time.perf_counter()
-        posted = post_batches(hook, operator._item_requests(None, None), None, max_requests=ITEMS_PER_CALL)
+        posted = post_batches(
+            hook, operator._item_requests(None, None, []), None, max_requests=ITEMS_PER_CALL
+        )
         elapsed = time.perf_counter() - started
         hook.close()
         log = [c for c in server.calls() if c["endpoint"] == "items_batch"]

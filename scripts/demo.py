@@ -4,7 +4,9 @@ Starts S3 (a moto server on loopback) and the Graph API emulator, drops a realis
 of 5,000 products (IQD prices, Arabic and English titles, a few dozen broken rows and
 duplicates), runs `facebook_catalog_sync` through real Airflow (`dag.test()`, metadata DB in
 .demo/), and prints what reached the catalog, what was rejected and why, and what was archived.
-A second run with no new file shows that nothing is sent.
+The Arabic products carry an English title (`title_en`): a second run, with no new file, sends
+those overrides through localized_items_batch now that Meta has confirmed the items; a third
+shows that nothing is sent.
 """
 
 from __future__ import annotations
@@ -85,6 +87,8 @@ def product(i: int, rng: random.Random) -> dict[str, str]:
         "availability": rng.choice(["in stock", "in_stock", "out of stock", "In Stock"]),
         "price": rng.choice([f"{rng.randrange(5, 400) * 250}", f"{rng.randrange(5, 400) * 250} IQD"]),
         "brand": rng.choice(BRANDS),
+        # The English title of an Arabic product: a language override (feed/README.md).
+        "title_en": f"{EN_PRODUCTS[i % 6]} {i}" if arabic else "",
     }
 
 
@@ -303,15 +307,42 @@ def run_demo(endpoint: str, emulator: Any) -> int:
     say(f"  archived: {archived}; still in landing: {left}")
     say(f"  report: s3://{SYNCED_BUCKET}/{reports[0]} (copied to {DEMO_DIR / 'report.json'})")
     say(f"  payloads as sent: {len(report['records']['payloads'])} object(s) under runs/.../payloads/")
+    held = counts["overrides_held"]
+    say(
+        f"  English titles (title_en) held: {held:,}: localized_items_batch never creates items, so "
+        "they wait until Meta has confirmed theirs"
+    )
 
     calls_before = len(emulator.calls())
     say()
-    say("Run 2: no new files in landing ...")
+    say("Run 2: no new files in landing; the held English titles are due ...")
     with output_to(DEMO_DIR / "run-2.log"):
         second = dag.test()
     states = {ti.task_id: str(getattr(ti.state, "value", ti.state)) for ti in second.get_task_instances()}
-    new_calls = len(emulator.calls()) - calls_before
+    run_calls = emulator.calls()[calls_before:]
+    localized = [c for c in run_calls if c["endpoint"] == "localized_items_batch"]
+    items_calls = [c for c in run_calls if c["endpoint"] == "items_batch"]
     say(f"  run state: {getattr(second.state, 'value', second.state)}; tasks: {states}")
+    say(
+        f"  {sum(c['record_count'] or 0 for c in localized):,} overrides in {len(localized)} "
+        f"localized_items_batch call(s) (at most 1,000 each), {len(items_calls)} items_batch calls"
+    )
+    localized_item = next((v for v in emulator.items(CATALOG_ID).values() if v.get("override_details")), None)
+    if localized_item:
+        (english,) = localized_item["override_details"]
+        say(
+            f"  e.g. {localized_item['id']}: {localized_item['title']!r} / "
+            f"{english['values']['title']!r} ({english['key']})"
+        )
+
+    calls_before = len(emulator.calls())
+    say()
+    say("Run 3: no new files in landing ...")
+    with output_to(DEMO_DIR / "run-3.log"):
+        third = dag.test()
+    states = {ti.task_id: str(getattr(ti.state, "value", ti.state)) for ti in third.get_task_instances()}
+    new_calls = len(emulator.calls()) - calls_before
+    say(f"  run state: {getattr(third.state, 'value', third.state)}; tasks: {states}")
     say(f"  nothing to sync: {new_calls} Graph API calls made")
     say(
         f"  {REFUSED_PRODUCT} and {REVIEW_REJECTED_PRODUCT} are not due again yet (first retry after 1 h), "
@@ -324,6 +355,10 @@ def run_demo(endpoint: str, emulator: Any) -> int:
         and counts["rejections_new"] == 2
         and counts["items_rejected_in_review"] == 1
         and not left
+        and held > 0
+        and str(getattr(second.state, "value", second.state)) == "success"
+        and localized_item is not None
+        and not items_calls
         and new_calls == 0
     )
     say()

@@ -159,6 +159,12 @@ def test_two_files_overlapping_ids_later_values_win_and_both_are_archived(
         "rejections_new": 0,
         "rejections_closed": 0,
         "rejections_retried": 0,
+        # No localized overrides in this feed (docs/localized.md).
+        "overrides_sent": 0,
+        "overrides_unchanged": 0,
+        "overrides_held": 0,
+        "overrides_confirmed": 0,
+        "localized_calls": 0,
     }
     assert list(report["statuses"].values()) == ["finished"]
     # The payload is stored exactly as sent: same bytes as the emulator received.

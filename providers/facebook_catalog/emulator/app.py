@@ -35,6 +35,7 @@ from facebook_catalog.emulator.errors import (
     service_unavailable,
 )
 from facebook_catalog.emulator.forms import FormError, parse_body
+from facebook_catalog.emulator.localization import MAX_REQUESTS_PER_CALL as MAX_LOCALIZED_REQUESTS_PER_CALL
 from facebook_catalog.emulator.state import CallRecord, EmulatorState, FaultPlan
 from facebook_catalog.emulator.validation import RecordShapeError, parse_records
 
@@ -50,6 +51,7 @@ ITEM_TYPE_PRODUCT = "PRODUCT_ITEM"
 ERROR_PRIORITIES = ("HIGH", "MEDIUM", "LOW")
 
 ENDPOINT_ITEMS_BATCH = "items_batch"
+ENDPOINT_LOCALIZED_ITEMS_BATCH = "localized_items_batch"
 ENDPOINT_BATCH_STATUS = "check_batch_request_status"
 ENDPOINT_CATALOG = "catalog"
 ENDPOINT_PRODUCTS = "products"
@@ -87,7 +89,12 @@ def resolve_route(path: str) -> GraphRoute:
     catalog_id = segments[0]
     if len(segments) == 1:
         return GraphRoute(ENDPOINT_CATALOG, catalog_id)
-    if len(segments) == 2 and segments[1] in (ENDPOINT_ITEMS_BATCH, ENDPOINT_BATCH_STATUS, *READ_ENDPOINTS):
+    if len(segments) == 2 and segments[1] in (
+        ENDPOINT_ITEMS_BATCH,
+        ENDPOINT_LOCALIZED_ITEMS_BATCH,
+        ENDPOINT_BATCH_STATUS,
+        *READ_ENDPOINTS,
+    ):
         return GraphRoute(segments[1], catalog_id)
     return GraphRoute(ENDPOINT_UNKNOWN, catalog_id)
 
@@ -153,7 +160,7 @@ async def _answer_graph_call(
         raise payload_too_large() from None
     params = _request_params(request, body)
     raw_requests = params.get("requests")
-    if route.endpoint == ENDPOINT_ITEMS_BATCH and raw_requests is not None:
+    if route.endpoint in (ENDPOINT_ITEMS_BATCH, ENDPOINT_LOCALIZED_ITEMS_BATCH) and raw_requests is not None:
         call.payload_sha256 = hashlib.sha256(raw_requests).hexdigest()
         call.payload_bytes = len(raw_requests)
 
@@ -173,6 +180,8 @@ async def _answer_graph_call(
     assert route.catalog_id is not None  # every known endpoint names a catalog
     if route.endpoint == ENDPOINT_ITEMS_BATCH:
         return _items_batch(request, state, route, params, len(body), call)
+    if route.endpoint == ENDPOINT_LOCALIZED_ITEMS_BATCH:
+        return _localized_items_batch(request, state, route, params, len(body), call)
     if route.endpoint in READ_ENDPOINTS and state.take_read_throttle():
         raise _throttled(route, retry_after_seconds=1.0, config=state.config)
     budget = state.consume_management_call(route.catalog_id)
@@ -326,6 +335,72 @@ def _items_batch(
     )
 
 
+def _localized_items_batch(
+    request: web.Request,
+    state: EmulatorState,
+    route: GraphRoute,
+    params: dict[str, bytes],
+    body_size: int,
+    call: CallRecord,
+) -> web.Response:
+    """``POST /{catalog}/localized_items_batch``: overrides of existing items (Meta's rules in
+    emulator/localization.py); counts against the Catalog Batch budget like items_batch, and its
+    handle is checked with check_batch_request_status."""
+    catalog_id = route.catalog_id
+    assert catalog_id is not None
+    if request.method != "POST":
+        raise _unsupported_request(request.method, catalog_id)
+    budget = state.consume_batch_call(catalog_id)
+    if not budget.allowed:
+        raise _throttled(route, retry_after_seconds=budget.retry_after_seconds, config=state.config)
+    if body_size > MAX_PAYLOAD_BYTES:
+        raise payload_too_large()
+    item_type = _text_param(params, "item_type")
+    if not item_type:
+        raise invalid_parameter("The parameter item_type is required")
+    if item_type != ITEM_TYPE_PRODUCT:
+        raise invalid_parameter(
+            f"Param item_type must be one of {{{ITEM_TYPE_PRODUCT}}} (the only item type this emulator "
+            f'supports), got "{item_type}"'
+        )
+    raw_requests = params.get("requests")
+    if raw_requests is None or not raw_requests.strip():
+        raise invalid_parameter("The parameter requests is required")
+    try:
+        records = json.loads(raw_requests.decode("utf-8"))
+    except ValueError:  # also UnicodeDecodeError
+        raise invalid_parameter("Param requests must be a JSON-encoded array of requests") from None
+    if not isinstance(records, list):
+        raise invalid_parameter("Param requests must be a JSON-encoded array of requests")
+    call.record_count = len(records)
+    if not records:
+        raise invalid_parameter("Param requests must contain at least one request")
+    if len(records) > MAX_LOCALIZED_REQUESTS_PER_CALL:
+        raise invalid_parameter(
+            f"Param requests must contain at most {MAX_LOCALIZED_REQUESTS_PER_CALL} requests, "
+            f"got {len(records)}"
+        )
+    outcome = state.submit_localized_batch(catalog_id, records)
+    call.handle = outcome.handle
+    validation_status = [
+        {"retailer_id": verdict.retailer_id, "errors": [{"message": message} for message in verdict.errors]}
+        for verdict in outcome.verdicts
+        if verdict.has_messages
+    ]
+    headers: dict[str, str] = {}
+    if state.config.batch_calls_per_minute is not None:
+        headers["X-Business-Use-Case-Usage"] = _business_use_case_usage(
+            catalog_id, "catalog_batch", budget.usage_percent, regain_minutes=0
+        )
+    return web.json_response(
+        {
+            "handles": [outcome.handle] if outcome.handle is not None else [],
+            "validation_status": validation_status,
+        },
+        headers=headers,
+    )
+
+
 def _batch_status(
     request: web.Request,
     state: EmulatorState,
@@ -456,7 +531,7 @@ def _unsupported_request(method: str, catalog_id: str) -> GraphError:
 
 def _throttled(route: GraphRoute, *, retry_after_seconds: float, config: EmulatorConfig) -> GraphError:
     """80014 for items_batch (Catalog Batch budget), 80009 for other catalog calls (the read edges too)."""
-    if route.endpoint == ENDPOINT_ITEMS_BATCH:
+    if route.endpoint in (ENDPOINT_ITEMS_BATCH, ENDPOINT_LOCALIZED_ITEMS_BATCH):
         code, use_case = CODE_CATALOG_BATCH_THROTTLED, "catalog_batch"
         message = (
             "(#80014) There have been too many calls to this Catalog account. Wait a bit and try "

@@ -177,6 +177,11 @@ def product_view(row: ProductRow, fields: list[str], error_priority: str | None)
             view["retailer_id"] = row.item.get("id")
         elif name == "review_status":
             view["review_status"] = row.review_status
+        elif name == "override_details":
+            # Meta reads these from the item's own override_details edge (Overrides API); the
+            # emulator also answers them as a field of the products edge.
+            if row.override_details:
+                view["override_details"] = row.override_details
         elif name == "errors":
             errors = row.errors
             if error_priority:

@@ -28,6 +28,8 @@ from dataclasses import dataclass
 from typing import Any, Literal, NamedTuple, cast
 
 from facebook_catalog.emulator.config import EmulatorConfig
+from facebook_catalog.emulator.localization import METHODS as LOCALIZED_METHODS
+from facebook_catalog.emulator.localization import disallowed_fields, localization_problem
 from facebook_catalog.emulator.validation import (
     METHOD_CREATE,
     METHOD_DELETE,
@@ -114,6 +116,8 @@ class ProductRow:
     item: dict[str, Any]
     review_status: str
     errors: list[dict[str, str]]
+    #: The item's localized overrides, Meta's ``override_details`` shape (localized_items_batch).
+    override_details: list[dict[str, Any]] = dataclasses.field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -348,6 +352,42 @@ class _CatalogProjection:
         return cast("dict[str, dict[str, Any]]", self.overlay)
 
 
+def localized_verdict(record: Any, catalog: Mapping[str, Any]) -> ItemVerdict:
+    """One localized_items_batch request checked by Meta's rules: a known method, a valid
+    localization, an item that exists, and only the fields Meta localizes for the type."""
+    if not isinstance(record, dict):
+        return ItemVerdict("", "", errors=["(#100) Each request must be a JSON object"])
+    method = str(record.get("method") or "").upper()
+    data = record.get("data")
+    retailer_id = str(data.get("id")) if isinstance(data, dict) and data.get("id") is not None else ""
+    errors: list[str] = []
+    if method not in LOCALIZED_METHODS:
+        errors.append(
+            f"(#100) method must be one of {', '.join(LOCALIZED_METHODS)}, got {record.get('method')!r}"
+        )
+    problem = localization_problem(record.get("localization"))
+    if problem is not None:
+        errors.append(f"(#100) Invalid localization: {problem}")
+    if not retailer_id:
+        errors.append("(#100) data must be an object with the id of an existing item")
+    elif retailer_id not in catalog:
+        errors.append(
+            f"(#10803) No item with id '{retailer_id}' in this catalog: localized_items_batch never creates "
+            "items; send the item through items_batch first"
+        )
+    fields: dict[str, Any] = {}
+    if isinstance(data, dict) and problem is None:
+        kind = record["localization"]["type"]
+        refused = disallowed_fields(kind, data)
+        if refused:
+            errors.append(
+                f"(#100) Field{'s' if len(refused) > 1 else ''} {', '.join(sorted(refused))} cannot be "
+                f"overridden in a {kind} override"
+            )
+        fields = {name: value for name, value in data.items() if name != "id"}
+    return ItemVerdict(retailer_id, method, errors=errors or None, fields=fields)
+
+
 def apply_operation(current: dict[str, Any] | None, operation: Operation) -> dict[str, Any] | None:
     """The item after one operation; None means it no longer exists."""
     return item_after(current, operation.method, operation.fields)
@@ -410,6 +450,8 @@ class EmulatorState:
         self._next_product_id = PRODUCT_ID_BASE
         # Reviews not yet ended or ended in a rejection; an item without one is approved.
         self._reviews: dict[str, dict[str, ItemReview]] = {}
+        # catalog -> retailer id -> (type, value) -> the override's fields (localized_items_batch).
+        self._overrides: dict[str, dict[str, dict[tuple[str, str], dict[str, Any]]]] = {}
 
     # Faults
 
@@ -672,13 +714,78 @@ class EmulatorState:
             if handle not in self._handles:
                 return handle
 
+    # Localized overrides
+
+    def submit_localized_batch(self, catalog_id: str, records: list[Any]) -> BatchOutcome:
+        """Check a localized_items_batch call's requests (emulator/localization.py) against the
+        items applied so far and, if any is valid, create a handle; valid overrides apply when
+        the handle is created (unless its fate says otherwise)."""
+        with self._lock:
+            now = self._clock()
+            self._settle(now)
+            catalog = self._catalogs.get(catalog_id, {})
+            verdicts = [localized_verdict(record, catalog) for record in records]
+            valid = [
+                (record, verdict)
+                for record, verdict in zip(records, verdicts, strict=True)
+                if verdict.is_valid
+            ]
+            if not valid:
+                return BatchOutcome(handle=None, verdicts=verdicts)
+            errors = [
+                LineMessage(line, verdict.retailer_id, message)
+                for line, verdict in enumerate(verdicts)
+                for message in verdict.errors
+            ]
+            batch = BatchHandle(
+                handle=self._new_handle_id(),
+                catalog_id=catalog_id,
+                created_at=now,
+                operations=[],
+                errors=errors,
+                warnings=[],
+                invalid_ids=list(dict.fromkeys(m.retailer_id for m in errors)),
+                fate=self._take_handle_fate(),
+            )
+            self._handles[batch.handle] = batch
+            if batch.fate == "normal":
+                overrides = self._overrides.setdefault(catalog_id, {})
+                for record, verdict in valid:
+                    place = (record["localization"]["type"], record["localization"]["value"])
+                    by_place = overrides.setdefault(verdict.retailer_id, {})
+                    if verdict.method == METHOD_DELETE:
+                        by_place.pop(place, None)
+                    elif verdict.method == METHOD_CREATE:
+                        by_place[place] = dict(verdict.fields)
+                    else:
+                        by_place[place] = {**by_place.get(place, {}), **verdict.fields}
+            return BatchOutcome(handle=batch.handle, verdicts=verdicts)
+
+    def override_details(self, catalog_id: str, retailer_id: str) -> list[dict[str, Any]]:
+        """An item's overrides in the shape of Meta's ``override_details`` (Overrides API):
+        ``[{"type": "language", "key": "en_XX", "values": {...}}]``."""
+        with self._lock:
+            by_place = self._overrides.get(catalog_id, {}).get(retailer_id, {})
+            return [
+                {"type": kind.lower(), "key": value, "values": dict(fields)}
+                for (kind, value), fields in sorted(by_place.items())
+                if fields
+            ]
+
     # Catalogs
 
     def items(self, catalog_id: str) -> dict[str, dict[str, Any]]:
-        """A copy of the catalog as applied so far (finished batches are settled first)."""
+        """A copy of the catalog as applied so far (finished batches are settled first); an item
+        with localized overrides shows them under ``override_details``."""
         with self._lock:
             self._settle(self._clock())
-            return copy.deepcopy(self._catalogs.get(catalog_id, {}))
+            items = copy.deepcopy(self._catalogs.get(catalog_id, {}))
+            for retailer_id in self._overrides.get(catalog_id, {}):
+                if retailer_id in items:
+                    details = self.override_details(catalog_id, retailer_id)
+                    if details:
+                        items[retailer_id]["override_details"] = details
+            return items
 
     def product_count(self, catalog_id: str) -> int:
         with self._lock:
@@ -726,6 +833,7 @@ class EmulatorState:
                     item=dict(item),
                     review_status=review.status(now) if review else "approved",
                     errors=review.errors(now) if review else [],
+                    override_details=self.override_details(catalog_id, retailer_id),
                 )
 
             rows: list[ProductRow] = []
@@ -838,3 +946,4 @@ class EmulatorState:
             self._reviews.clear()
             self._faults = FaultPlan()
             self._random = random.Random()
+            self._overrides.clear()

@@ -62,6 +62,32 @@ def encoded_update(fields: Mapping[str, Any]) -> tuple[bytes, int]:
     return b"".join((_UPDATE_BEFORE_DATA, data, _UPDATE_AFTER_DATA)), hash64(data)
 
 
+#: Meta's limit for localized_items_batch calls (its guide: "The batch size limit is 1000").
+MAX_LOCALIZED_REQUESTS_PER_CALL = 1_000
+# A localized request as orjson writes it with sorted keys: {"data":..,"localization":..,"method":..}.
+LOCALIZED_CREATE_END = b',"method":"CREATE"}'
+LOCALIZED_UPDATE_END = b',"method":"UPDATE"}'
+
+
+def encoded_localized(
+    item_id: str, localization: Mapping[str, str], fields: Mapping[str, Any]
+) -> tuple[bytes, int]:
+    """One override's localized_items_batch request (method CREATE: the override is new to
+    Meta; :func:`as_localized_update` turns it into an UPDATE) and its content hash, which
+    covers the localization and the values, never the method."""
+    data = orjson.dumps({**fields, "id": item_id}, option=orjson.OPT_SORT_KEYS)
+    place = orjson.dumps(dict(localization), option=orjson.OPT_SORT_KEYS)
+    body = b"".join((_UPDATE_BEFORE_DATA, data, b',"localization":', place))
+    return body + LOCALIZED_CREATE_END, hash64(body)
+
+
+def as_localized_update(request: bytes) -> bytes:
+    """The same localized request with method UPDATE (for an override Meta already holds)."""
+    if request.endswith(LOCALIZED_CREATE_END):
+        return request[: -len(LOCALIZED_CREATE_END)] + LOCALIZED_UPDATE_END
+    return request
+
+
 def split_encoded(
     requests: Iterable[tuple[str, bytes]],
     *,

@@ -7,6 +7,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
+from facebook_catalog.feed.localization import OverrideColumn, OverrideColumnError, override_for_column
+
 # The columns every feed must have; ``condition`` is required by Meta too but is filled from
 # FeedOptions.default_condition when the feed has no such column.
 REQUIRED_COLUMNS: tuple[str, ...] = (
@@ -132,6 +134,9 @@ class ColumnLayout:
     ``fields`` pairs a column index with the Meta field it feeds; ``unknown`` pairs an index with
     the column's name as written; ``missing`` lists the required columns the header lacks and
     ``duplicated`` the fields more than one column maps onto (as ``(field, names)``).
+    ``overrides`` pairs an index with the localized override it carries (feed/localization.py)
+    and ``bad_overrides`` holds ``(index, name, reason)`` of columns shaped like an override that
+    Meta cannot take.
     """
 
     width: int
@@ -141,6 +146,8 @@ class ColumnLayout:
     missing: tuple[str, ...]
     duplicated: tuple[tuple[str, tuple[str, ...]], ...]
     header: tuple[str, ...] = ()
+    overrides: tuple[tuple[int, OverrideColumn], ...] = ()
+    bad_overrides: tuple[tuple[int, str, str], ...] = ()
 
     @property
     def id_index(self) -> int:
@@ -152,6 +159,8 @@ def layout_columns(header: Sequence[str]) -> ColumnLayout:
     fields: list[tuple[int, str]] = []
     airbyte: list[str] = []
     unknown: list[tuple[int, str]] = []
+    overrides: list[tuple[int, OverrideColumn]] = []
+    bad_overrides: list[tuple[int, str, str]] = []
     names_by_field: dict[str, list[str]] = {}
     for index, name in enumerate(header):
         if is_airbyte_column(name):
@@ -159,7 +168,16 @@ def layout_columns(header: Sequence[str]) -> ColumnLayout:
             continue
         field = field_for_column(name)
         if field is None:
-            unknown.append((index, name))
+            try:
+                override = override_for_column(name, field_for_column)
+            except OverrideColumnError as problem:
+                bad_overrides.append((index, name, str(problem)))
+                continue
+            if override is None:
+                unknown.append((index, name))
+            else:
+                overrides.append((index, override))
+                names_by_field.setdefault(override.label, []).append(name)
             continue
         names_by_field.setdefault(field, []).append(name)
         fields.append((index, field))
@@ -171,4 +189,6 @@ def layout_columns(header: Sequence[str]) -> ColumnLayout:
         missing=tuple(field for field in REQUIRED_COLUMNS if field not in names_by_field),
         duplicated=tuple((field, tuple(names)) for field, names in names_by_field.items() if len(names) > 1),
         header=tuple(header),
+        overrides=tuple(overrides),
+        bad_overrides=tuple(bad_overrides),
     )

@@ -8,6 +8,7 @@ from typing import TypeAlias
 
 from facebook_catalog.feed.currencies import ISO_4217_CODES
 from facebook_catalog.feed.fields import CONDITION_VALUES, enum_key
+from facebook_catalog.feed.localization import Override
 
 DISPLAY_LIMIT = 80
 
@@ -68,6 +69,9 @@ class FeedItem:
     #: ``_airbyte_extracted_at`` in epoch milliseconds when the file has it: among occurrences
     #: of one id, the latest extraction is the one to send (see feed/extraction.py).
     extracted_at: int | None = None
+    #: The row's localized overrides (``title_en``, ``price_AE``: feed/localization.py), each
+    #: sent through localized_items_batch once Meta holds the item.
+    overrides: tuple[Override, ...] = dataclasses.field(default=(), hash=False)
 
     @property
     def id(self) -> str:

@@ -16,6 +16,7 @@ Decisions where Meta leaves room (documented in feed/README.md as well):
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import unicodedata
 from collections.abc import Callable, Mapping, Sequence
@@ -38,6 +39,7 @@ from facebook_catalog.feed.fields import (
     enum_key,
     field_for_column,
 )
+from facebook_catalog.feed.localization import Localization, Override, OverrideColumn
 from facebook_catalog.feed.model import FeedOptions, display_value
 
 
@@ -467,12 +469,15 @@ class RowRules:
     The CSV reader builds one per file; :func:`normalize_values` one per distinct key order.
     """
 
-    def __init__(self, columns: Sequence[tuple[int, str]]) -> None:
+    def __init__(self, columns: Sequence[tuple[int, str]], *, optional: bool = False) -> None:
         self.columns: tuple[_ColumnRule, ...] = tuple(
             (index, field, *_FIELD_RULES.get(field, _TEXT_FIELD)) for index, field in columns
         )
+        if optional:  # an override's fields: each may be empty, none is filled in
+            self.columns = tuple((c[0], c[1], False, *c[3:]) for c in self.columns)
         given = {field: index for index, field in columns}
-        self.missing = tuple(field for field in REQUIRED_COLUMNS if field not in given)
+        self.missing = () if optional else tuple(field for field in REQUIRED_COLUMNS if field not in given)
+        self.fill_condition = not optional
         self.sale_price_index = given.get("sale_price")
 
 
@@ -548,7 +553,7 @@ def normalize_row(
     for field in rules.missing:
         failed.add(field)
         problems.append(FieldProblem(field, "", "is missing; Meta requires it"))
-    if "condition" not in fields and "condition" not in failed:
+    if rules.fill_condition and "condition" not in fields and "condition" not in failed:
         fields["condition"] = options.default_condition
     if "sale_price" in fields and "price" in fields:
         reason = _sale_price_problem(fields["sale_price"], fields["price"])
@@ -557,6 +562,42 @@ def normalize_row(
             raw_sale_price = "" if rules.sale_price_index is None else row[rules.sale_price_index]
             problems.append(FieldProblem("sale_price", display_value(raw_sale_price), reason))
     return NormalizedFields(None if failed else fields, problems)
+
+
+class OverrideRules:
+    """Meta's rules for the override columns of one layout (feed/localization.py), grouped by
+    localization: the values of each are checked like the base fields, all optional."""
+
+    def __init__(self, overrides: Sequence[tuple[int, OverrideColumn]]) -> None:
+        grouped: dict[Localization, list[tuple[int, OverrideColumn]]] = {}
+        for index, column in overrides:
+            grouped.setdefault(column.localization, []).append((index, column))
+        self.groups = tuple(
+            (
+                localization,
+                RowRules([(index, column.field) for index, column in columns], optional=True),
+                {column.field: column.label for _, column in columns},
+            )
+            for localization, columns in sorted(grouped.items())
+        )
+        #: Row indexes of the override columns (for typed records, whose values become text).
+        self.indexes = tuple(index for index, _ in overrides)
+
+    def apply(
+        self, row: Sequence[str], options: FeedOptions = DEFAULT_OPTIONS
+    ) -> tuple[tuple[Override, ...], list[FieldProblem]]:
+        """The row's overrides (a localization whose cells are all empty has none) and the
+        problems, each named by its column's label (``title_en``)."""
+        found: list[Override] = []
+        problems: list[FieldProblem] = []
+        for localization, rules, labels in self.groups:
+            fields, group_problems = normalize_row(row, rules, options)
+            problems.extend(
+                dataclasses.replace(problem, field=labels[problem.field]) for problem in group_problems
+            )
+            if fields:
+                found.append(Override(localization, fields))
+        return tuple(found), problems
 
 
 def _sale_price_problem(sale_text: str, price_text: str) -> str | None:

@@ -153,6 +153,13 @@ class _ParquetLayout:
 
 
 def _check_layout(layout: ColumnLayout, header: list[str], source: str) -> ColumnLayout:
+    if layout.overrides or layout.bad_overrides:
+        index = (layout.overrides or layout.bad_overrides)[0][0]
+        raise FeedFileError(
+            source,
+            f"the column '{header[index]}' is a localized override; overrides are read from CSV, "
+            'JSON Lines and Avro files, not yet from Parquet (feed/README.md, "Localized overrides")',
+        )
     if layout.duplicated:
         field, names = layout.duplicated[0]
         raise FeedFileError(

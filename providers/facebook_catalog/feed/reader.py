@@ -39,6 +39,7 @@ from facebook_catalog.feed.formats import (
     read_jsonl_ids,
     unwrap_airbyte_data,
 )
+from facebook_catalog.feed.localization import Override
 from facebook_catalog.feed.model import (
     FeedEvent,
     FeedFileError,
@@ -50,6 +51,7 @@ from facebook_catalog.feed.model import (
 )
 from facebook_catalog.feed.normalize import (
     DEFAULT_OPTIONS,
+    OverrideRules,
     RowRules,
     normalize_row,
     normalize_values,
@@ -529,6 +531,8 @@ def _check_header(header: list[str], source: str) -> ColumnLayout:
                     "(a feed must be comma-separated)",
                 )
     layout = layout_columns(header)
+    if layout.bad_overrides:
+        raise FeedFileError(source, layout.bad_overrides[0][2])
     if layout.duplicated:
         field, names = layout.duplicated[0]
         listed = " and ".join(f"'{display_value(name.strip(), 40)}'" for name in names)
@@ -553,6 +557,7 @@ def _read_rows(
 ) -> Iterator[FeedEvent]:
     width = layout.width
     rules = RowRules(layout.fields)
+    override_rules = OverrideRules(layout.overrides) if layout.overrides else None
     id_index = layout.id_index
     extracted_index = _extracted_at_index(layout)
     for row in _records(reader, lines):
@@ -575,6 +580,14 @@ def _read_rows(
                 yield from problems
                 continue
         fields, field_problems = normalize_row(row, rules, options)
+        overrides: tuple[Override, ...] = ()
+        if override_rules is not None:
+            overrides, override_problems = override_rules.apply(row, options)
+            if override_problems:
+                # A bad override value rejects its row, as any bad value does: nothing half-sent.
+                field_problems = field_problems + override_problems
+                if any(not problem.is_warning for problem in override_problems):
+                    fields = None
         if field_problems:
             item_id = _item_id(row[id_index])
         for problem in field_problems:
@@ -583,10 +596,13 @@ def _read_rows(
             else:
                 yield Rejection(source, line, problem.field, problem.value, problem.reason, item_id)
         if fields is not None:
-            if extracted_index is None:
+            extracted = None if extracted_index is None else extracted_at_ms(row[extracted_index])
+            if overrides:
+                yield FeedItem(source, line, fields, extracted, overrides)
+            elif extracted_index is None:
                 yield FeedItem(source, line, fields)
             else:
-                yield FeedItem(source, line, fields, extracted_at_ms(row[extracted_index]))
+                yield FeedItem(source, line, fields, extracted)
 
 
 def _item_id(cell: str) -> str:

@@ -25,6 +25,7 @@ from decimal import Decimal
 from typing import Any
 
 from facebook_catalog.feed.fields import ColumnLayout, layout_columns
+from facebook_catalog.feed.localization import Override
 from facebook_catalog.feed.model import (
     FeedEvent,
     FeedItem,
@@ -33,7 +34,7 @@ from facebook_catalog.feed.model import (
     Rejection,
     display_value,
 )
-from facebook_catalog.feed.normalize import RowRules, normalize_row, normalized_id
+from facebook_catalog.feed.normalize import OverrideRules, RowRules, normalize_row, normalized_id
 
 # Past this many, unknown columns are counted in one warning instead of one warning each.
 MAX_NAMED_UNKNOWN_COLUMNS = 50
@@ -143,6 +144,7 @@ class _RecordLayout:
     def __init__(self, keys: Sequence[str]) -> None:
         self.layout = layout_columns(keys)
         self.rules = RowRules(self.layout.fields)
+        self.overrides = OverrideRules(self.layout.overrides) if self.layout.overrides else None
         self.id_index = next((index for index, field in self.layout.fields if field == "id"), None)
         self.id_key = None if self.id_index is None else keys[self.id_index]
         self.duplicated = self.layout.duplicated
@@ -210,6 +212,11 @@ class RecordRules:
                 listed = " and ".join(f"'{display_value(name, 40)}'" for name in names)
                 yield Rejection(self.source, line, field, "", f"is given twice, as {listed}", id_text)
             return
+        if layout.layout.bad_overrides:
+            id_text = self._id_text(layout, values)
+            for _, name, reason in layout.layout.bad_overrides:
+                yield Rejection(self.source, line, display_value(name, 60), "", reason, id_text)
+            return
         bad: list[tuple[str, UnsupportedValue]] = []
         for index, field in layout.layout.fields:
             value = values[index]
@@ -218,19 +225,33 @@ class RecordRules:
                     values[index] = value_text(value, field)
                 except UnsupportedValue as unsupported:
                     bad.append((field, unsupported))
+        for index, column in layout.layout.overrides:
+            value = values[index]
+            if type(value) is not str:
+                try:
+                    values[index] = value_text(value, column.field)
+                except UnsupportedValue as unsupported:
+                    bad.append((column.label, unsupported))
         if bad:
             id_text = self._id_text(layout, values)
             for field, problem_value in bad:
                 yield Rejection(self.source, line, field, problem_value.shown, problem_value.reason, id_text)
             return
         fields, problems = normalize_row(values, layout.rules, self.options)
+        overrides: tuple[Override, ...] = ()
+        if layout.overrides is not None:
+            overrides, override_problems = layout.overrides.apply(values, self.options)
+            if override_problems:
+                problems = problems + override_problems
+                if any(not problem.is_warning for problem in override_problems):
+                    fields = None
         if problems:
             id_text = self._id_text(layout, values)
             for problem in problems:
                 kind = FeedWarning if problem.is_warning else Rejection
                 yield kind(self.source, line, problem.field, problem.value, problem.reason, id_text)
         if fields is not None:
-            yield FeedItem(self.source, line, fields, extracted_at)
+            yield FeedItem(self.source, line, fields, extracted_at, overrides)
 
 
 def extracted_at_ms(value: object) -> int | None:

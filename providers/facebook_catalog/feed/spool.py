@@ -14,7 +14,10 @@ The snapshot is read in two passes over local copies of the objects:
    the rest is still being read. A row whose id repeats goes to a spool on disk; once every file
    is read, the spool keeps each id's last occurrence (across files in order) and hands those on.
 
-Rejected rows go straight to a CSV file; only samples stay in memory.
+Rejected rows go straight to a CSV file; only samples stay in memory. A row's localized overrides
+(``title_en``, ``price_AE``) travel right after its item as items of their own, keyed
+``<id>|LANGUAGE|en_XX`` and naming their item in ``base_id_hash``; the caller sends them
+through localized_items_batch (sync/localized.py).
 """
 
 from __future__ import annotations
@@ -38,8 +41,9 @@ from facebook_catalog.feed import (
     last_occurrences,
     read_feed_file,
 )
-from facebook_catalog.feed.batching import encoded_update
+from facebook_catalog.feed.batching import encoded_localized, encoded_update
 from facebook_catalog.feed.change_detection import id_hash
+from facebook_catalog.feed.localization import Override, override_key
 from facebook_catalog.feed.reader import read_feed_file_ids
 
 #: Fetches one object of the snapshot, by key, to a local path.
@@ -47,9 +51,10 @@ Download = Callable[[str, str], None]
 
 #: How many rejection and warning messages go into logs and the report; the CSV has them all.
 MAX_MESSAGE_SAMPLES = 20
-# A spooled row: [length of the rest] then [content hash][id hash][id length][id][encoded request].
+# A spooled row: [length of the rest] then [content hash][id hash][id length][base id hash][id]
+# [encoded request]; the base id hash is 0 for an item, its item's for an override.
 _ROW_LENGTH = struct.Struct("<I")
-_ROW_HEADER = struct.Struct("<QQI")
+_ROW_HEADER = struct.Struct("<QQIQ")
 #: Resolving repeated ids works one partition (of the id hashes' top 6 bits) at a time.
 PARTITION_BITS = 6
 _PARTITION_SHIFT = 64 - PARTITION_BITS
@@ -68,6 +73,9 @@ class SpooledItem(NamedTuple):
     request: bytes
     id_hash: int
     content_hash: int
+    #: 0 for an item (items_batch); for a localized override (localized_items_batch, whose
+    #: ``item_id`` is its override key ``<id>|LANGUAGE|en_XX``), the id hash of its item.
+    base_id_hash: int = 0
 
 
 def item_to_send(fields: Mapping[str, Any]) -> SpooledItem:
@@ -76,6 +84,14 @@ def item_to_send(fields: Mapping[str, Any]) -> SpooledItem:
     item_id = str(fields["id"])
     request, fields_hash = encoded_update(fields)
     return SpooledItem(item_id, request, id_hash(item_id), fields_hash)
+
+
+def overrides_to_send(item: SpooledItem, overrides: Iterable[Override]) -> Iterator[SpooledItem]:
+    """A row's localized overrides as things to send, keyed apart from their item."""
+    for override in overrides:
+        key = override_key(item.item_id, override.localization)
+        request, content = encoded_localized(item.item_id, override.localization.to_dict(), override.fields)
+        yield SpooledItem(key, request, id_hash(key), content, item.id_hash)
 
 
 class _HashPartitions:
@@ -181,6 +197,8 @@ class FeedSpool:
         self._spool_bytes = 0
         # (first row, file number) where each file's rows begin: a row's file without a column.
         self._file_starts: list[tuple[int, int]] = []
+        #: 1 for each row that is a localized override (not counted as a duplicate item).
+        self._overrides = bytearray()
         self.keep: bytearray | None = None
 
     def __len__(self) -> int:
@@ -193,10 +211,11 @@ class FeedSpool:
         rest = _ROW_HEADER.size + len(encoded_id) + len(item.request)
         self._file.write(
             _ROW_LENGTH.pack(rest)
-            + _ROW_HEADER.pack(item.content_hash, item.id_hash, len(encoded_id))
+            + _ROW_HEADER.pack(item.content_hash, item.id_hash, len(encoded_id), item.base_id_hash)
             + encoded_id
             + item.request
         )
+        self._overrides.append(1 if item.base_id_hash else 0)
         self._partitions.add(
             item.id_hash, self._rows, self._spool_bytes, 0 if extracted_at is None else extracted_at + 1
         )
@@ -205,7 +224,7 @@ class FeedSpool:
 
     def _item_id(self, offset: int) -> str:
         self._file.seek(offset + _ROW_LENGTH.size)
-        *_, id_length = _ROW_HEADER.unpack(self._file.read(_ROW_HEADER.size))
+        _, _, id_length, _ = _ROW_HEADER.unpack(self._file.read(_ROW_HEADER.size))
         return self._file.read(id_length).decode("utf-8")
 
     def deduplicate(self) -> int:
@@ -232,7 +251,18 @@ class FeedSpool:
             )
 
         self.keep = last_occurrences(self._rows, partitions(), same_item, extracted_at)
-        return self.keep.count(0)
+        return self._dropped_items(0, self._rows)
+
+    def _dropped_items(self, first: int, end: int) -> int:
+        """Items (not overrides) among rows ``first`` to ``end`` that de-duplication dropped."""
+        assert self.keep is not None
+        if not any(self._overrides[first:end]):
+            return (end - first) - sum(self.keep[first:end])
+        return sum(
+            1
+            for keep, override in zip(self.keep[first:end], self._overrides[first:end], strict=True)
+            if not keep and not override
+        )
 
     def duplicates_by_file(self) -> dict[int, int]:
         counts: dict[int, int] = {}
@@ -240,7 +270,7 @@ class FeedSpool:
             return counts
         ends = [first for first, _ in self._file_starts[1:]] + [len(self)]
         for (first, number), end in zip(self._file_starts, ends, strict=True):
-            dropped = (end - first) - sum(self.keep[first:end])
+            dropped = self._dropped_items(first, end)
             if dropped:
                 counts[number] = counts.get(number, 0) + dropped
         return counts
@@ -256,9 +286,9 @@ class FeedSpool:
             data = read(rest)
             if keep is not None and not keep[row]:
                 continue
-            fields_hash, item_hash, id_length = _ROW_HEADER.unpack_from(data)
+            fields_hash, item_hash, id_length, base_hash = _ROW_HEADER.unpack_from(data)
             end = start + id_length
-            yield SpooledItem(data[start:end].decode("utf-8"), data[end:], item_hash, fields_hash)
+            yield SpooledItem(data[start:end].decode("utf-8"), data[end:], item_hash, fields_hash, base_hash)
 
     def close(self) -> None:
         self._partitions.close()
@@ -343,8 +373,12 @@ class S3FeedRead:
                     item = item_to_send(event.fields)
                     if repeated[event.line]:
                         self.spool.add(number, item, event.extracted_at)
+                        for override in overrides_to_send(item, event.overrides):
+                            self.spool.add(number, override, event.extracted_at)
                     else:
                         yield item
+                        if event.overrides:
+                            yield from overrides_to_send(item, event.overrides)
                 elif isinstance(event, Rejection):
                     # Recorded for an unreadable file too: the row is bad anyway.
                     rejected.write(event)

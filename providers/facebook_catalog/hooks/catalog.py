@@ -40,6 +40,7 @@ from facebook_catalog.hooks.graph_api import (
     diagnostics_params,
     error_from_response,
     items_batch_form,
+    localized_items_batch_form,
     parse_batch_status_response,
     parse_diagnostics,
     parse_items_batch_response,
@@ -62,6 +63,8 @@ DEFAULT_REQUEST_TIMEOUT = 120.0
 DEFAULT_STATUS_CONCURRENCY = 8
 
 ITEMS_BATCH = "items_batch"
+#: Counts against the same per-minute Catalog Batch budget (80014) as items_batch.
+LOCALIZED_ITEMS_BATCH = "localized_items_batch"
 BATCH_STATUS = "check_batch_request_status"
 CATALOG = "catalog"
 PRODUCTS = "products"
@@ -157,7 +160,7 @@ class _FacebookCatalogHookBase(BaseHook):
     def _note_refusal(self, endpoint: str, error: GraphApiError) -> None:
         if not isinstance(error, ThrottledGraphApiError):
             return
-        if endpoint == ITEMS_BATCH:
+        if endpoint in (ITEMS_BATCH, LOCALIZED_ITEMS_BATCH):
             self.items_batch_pacer.record_refusal(error.retry_after)
         elif endpoint in READ_ENDPOINTS:
             self.read_pacer.record_refusal(error.retry_after)
@@ -240,6 +243,26 @@ class FacebookCatalogHook(_FacebookCatalogHookBase):
         response = parse_items_batch_response(body, request_count)
         self.log.info(
             "items_batch: %d requests, %d bytes -> handle %s",
+            request_count,
+            len(_payload_bytes(payload)),
+            response.handle,
+        )
+        return response
+
+    def send_localized_items_batch(self, payload: bytes | str, request_count: int) -> ItemsBatchResponse:
+        """Post one localized_items_batch call (``payload``: the encoded ``requests`` array of
+        overrides), paced with items_batch: both spend the catalog's Catalog Batch budget."""
+        settings = self.settings
+        form = localized_items_batch_form(settings, _payload_bytes(payload))
+        files = [(name, (None, value)) for name, value in form]
+        wait = self._items_batch_pause()
+        if wait:
+            time.sleep(wait)
+        body = self._call("POST", settings.localized_items_batch_url, LOCALIZED_ITEMS_BATCH, files=files)
+        self.items_batch_pacer.record_accepted()
+        response = parse_items_batch_response(body, request_count)
+        self.log.info(
+            "localized_items_batch: %d requests, %d bytes -> handle %s",
             request_count,
             len(_payload_bytes(payload)),
             response.handle,

@@ -98,6 +98,10 @@ class GraphApiSettings:
         return f"{self.catalog_url}/items_batch"
 
     @property
+    def localized_items_batch_url(self) -> str:
+        return f"{self.catalog_url}/localized_items_batch"
+
+    @property
     def batch_status_url(self) -> str:
         return f"{self.catalog_url}/check_batch_request_status"
 
@@ -192,6 +196,12 @@ def items_batch_form(settings: GraphApiSettings, payload: bytes) -> list[tuple[s
     if proof:
         fields.append(("appsecret_proof", proof))
     return fields
+
+
+def localized_items_batch_form(settings: GraphApiSettings, payload: bytes) -> list[tuple[str, str | bytes]]:
+    """Form fields of one localized_items_batch call: as items_batch's, without ``allow_upsert``
+    (localized_items_batch never creates items)."""
+    return [(name, value) for name, value in items_batch_form(settings, payload) if name != "allow_upsert"]
 
 
 def batch_status_params(settings: GraphApiSettings, handle: str) -> dict[str, str]:

@@ -94,7 +94,10 @@ class FacebookCatalogItemsBatchOperator(BaseOperator):
     (normalized, validated; bad rows are rejected with file, line, field, value and reason and
     the same id keeps its last occurrence; a file that cannot be read as a feed is skipped and
     reported). Requests are ``UPDATE`` with ``allow_upsert=true``, split into calls of at most
-    5,000 items under Meta's payload limit. After posting, the task defers to
+    5,000 items under Meta's payload limit. A row's localized overrides (``title_en``,
+    ``price_AE``: docs/localized.md) go after the items through localized_items_batch, only for
+    items the item ledger says Meta has confirmed (the others wait in the ledger for a later
+    run); their handles are waited for with the items'. After posting, the task defers to
     :class:`FacebookCatalogBatchStatusTrigger` and frees its worker slot while Meta processes the
     batches; ``deferrable=False`` polls in the worker instead, by the same rules.
 
@@ -271,12 +274,16 @@ class FacebookCatalogItemsBatchOperator(BaseOperator):
             if store is not None:
                 store.release_lease(context["run_id"])
             raise
-        if submission.calls == 0:
+        if submission.calls == 0 and submission.localized_calls == 0:
             self.log.info("Nothing to send: no items and no CSV rows. No Graph API call was made.")
             return self._complete(context, submission, batches_success_event(catalog_id, [], []))
         handles = submission.handles
         if not handles:
-            self.log.warning("Meta ingested none of the %d items it was sent.", submission.items_sent)
+            self.log.warning(
+                "Meta ingested none of the %d items and %d overrides it was sent.",
+                submission.items_sent,
+                submission.overrides_sent,
+            )
             return self._complete(context, submission, batches_success_event(catalog_id, [], []))
         deadline = time.time() + wait.timeout.total_seconds()
         if not self.deferrable:
@@ -284,9 +291,12 @@ class FacebookCatalogItemsBatchOperator(BaseOperator):
             return self._review_then_complete(context, submission, event)
         context["ti"].xcom_push(key=SUBMISSION_XCOM_KEY, value=submission.to_dict())
         self.log.info(
-            "Posted %d items in %d calls; deferring until Meta finishes handles %s (deadline in %s)",
+            "Posted %d items in %d calls and %d overrides in %d localized calls; deferring until Meta "
+            "finishes handles %s (deadline in %s)",
             submission.items_sent,
             submission.calls,
+            submission.overrides_sent,
+            submission.localized_calls,
             ", ".join(handles),
             wait.timeout,
         )
@@ -311,16 +321,18 @@ class FacebookCatalogItemsBatchOperator(BaseOperator):
             # Download and the ids pass; the feed rules then run while calls are in flight.
             submission.seconds_reading = round((_now() - started).total_seconds(), 3)
             posting_started = _now()
+            overrides: list[SpooledItem] = []
             try:
                 posted = post_batches(
                     self.hook,
-                    self._item_requests(feed, changes),
+                    self._item_requests(feed, changes, overrides),
                     records,
                     max_requests=self.max_requests_per_call,
                     max_bytes=self.max_payload_bytes,
                 )
                 for name, value in posted.items():
                     setattr(submission, name, value)
+                self._post_overrides(submission, overrides, changes, records)
             except BaseException:
                 if feed is not None:  # what was read before sending stopped, for the report
                     submission.files, submission.counts = feed.files, feed.counts()
@@ -418,20 +430,47 @@ class FacebookCatalogItemsBatchOperator(BaseOperator):
         )
 
     def _item_requests(
-        self, feed: S3FeedRead | None, changes: ChangeTracking | None
+        self, feed: S3FeedRead | None, changes: ChangeTracking | None, overrides: list[SpooledItem]
     ) -> Iterator[tuple[str, bytes]]:
-        """(item id, encoded request) for every item to send, unchanged ones left out."""
+        """(item id, encoded request) for every item to send, unchanged ones left out; the
+        feed's localized overrides go into ``overrides`` (sent after the items)."""
         from facebook_catalog.feed.spool import item_to_send
 
         # Each given item is checked (an id, at least), then encoded like a row.
         given = (item_to_send(item_fields(fields)) for fields in self.items or [])
         from_feed: Iterable[SpooledItem] = feed.items() if feed else ()
         for item in itertools.chain(given, from_feed):
+            if item.base_id_hash:
+                overrides.append(item)
+                continue
             if changes is None or changes.should_send(item.id_hash, item.content_hash):
                 yield item.item_id, item.request
         if changes is not None:  # open rejections due again, from their stored payloads
             for retry in changes.retries():
                 yield retry.item_id, retry.request
+
+    def _post_overrides(
+        self,
+        submission: Submission,
+        overrides: list[SpooledItem],
+        changes: ChangeTracking | None,
+        records: RunRecords | None,
+    ) -> None:
+        """Send the localized overrides whose items Meta holds (sync/localized.py); without the
+        item ledger every override is sent, and Meta refuses those of items it lacks."""
+        from facebook_catalog.sync.localized import LocalizedRun, post_localized
+
+        if changes is not None:
+            run = changes.localized
+        else:
+            run = LocalizedRun(lambda wanted: lambda key: 0, {}, full_sync=True, now=0)
+        run.decide(overrides)
+        if not run.to_send:
+            return
+        posted = post_localized(self.hook, run, records, max_bytes=self.max_payload_bytes)
+        for name, value in posted.items():
+            setattr(submission, name, value)
+        submission.handles = [*submission.handles, *(c[0] for c in submission.localized_call_handles if c[0])]
 
     # ------------------------------------------------------------------ completion
     def execute_complete(self, context: Context, event: dict[str, Any], **kwargs: Any) -> dict[str, Any]:

@@ -11,9 +11,11 @@ Under ``ledger/<catalog id>/``:
   by byte ranges (nearby blocks coalesced into one GET), only the blocks its items fall in: at
   10,000,000 items the index is 470 KB and 300 items read about 1.2 MB of blocks.
 * ``delta-<stamp>.bin``: what one run confirmed, the same records; read whole (they are small).
-* ``open-<stamp>.jsonl``: every item not confirmed (rejected by the feed or by Meta, pending),
+* ``open-<stamp>.jsonl``: every item not confirmed (rejected by the feed or by Meta, pending;
+  localized overrides too, held until their item is confirmed: sync/localized.py),
   one :class:`~facebook_catalog.sync.ledger.LedgerEntry` a line, with its last payload; rewritten
-  by each run. It grows with the open rejections, never with the catalog.
+  by each run. It grows with the open rejections (and, for one run, with the overrides of
+  items Meta has yet to confirm), never with the catalog.
 * ``lease.json``: held by the run that syncs the catalog, created with ``If-None-Match: *``; a
   second run at once fails clearly, naming the holder, until it is released or expires.
 * ``open_rejections.csv``: the open rejections for people (id, reason, first seen, last seen,

@@ -35,10 +35,12 @@ from facebook_catalog.sync.ledger import (
     LedgerCounts,
     LedgerEntry,
     LedgerRun,
+    LedgerUpdate,
     RetrySchedule,
     RunAnswer,
     settle_run,
 )
+from facebook_catalog.sync.localized import LocalizedRun, put_run_records, settle_overrides
 
 if TYPE_CHECKING:
     from facebook_catalog.storage.ledger_store import LedgerStore
@@ -71,25 +73,37 @@ def open_entries(store: LedgerStore, state: LedgerState) -> dict[int, LedgerEntr
 
 def retries_waiting(store: LedgerStore, *, retry_rejected: bool, now: int | None = None) -> int:
     """How many open entries a run would re-send from their payload now (all of them with
-    ``retry_rejected``): with any, a run has work even when landing is empty."""
+    ``retry_rejected``): with any, a run has work even when landing is empty. A held override
+    counts only once Meta has confirmed its item."""
     now = ledger.utc_now() if now is None else now
     state = store.load()
     if state.etag is None:
         return 0
-    return sum(
-        1
+    due = [
+        e
         for e in open_entries(store, state).values()
         if e.payload is not None and (retry_rejected or e.due(now))
-    )
+    ]
+    held = sorted({id_hash(e.base_id) for e in due if e.outcome == "held"})
+    if not held:
+        return len(due)
+    deltas = store.delta_records(state.manifest)
+    found = store.lookup(state.manifest, held)
+    confirmed = set(deltas) | (set(found) if found is not None else set(held))
+    return sum(1 for e in due if e.outcome != "held" or id_hash(e.base_id) in confirmed)
 
 
 class ChangeTracking:
     """Per run: the ledger's view of the items it may send, and what it sent."""
 
-    def __init__(self, run: LedgerRun, items_known: int, mode: str) -> None:
+    def __init__(
+        self, run: LedgerRun, items_known: int, mode: str, localized: LocalizedRun | None = None
+    ) -> None:
         self.run = run
         self.items_known = items_known
         self.mode = mode
+        #: The run's localized overrides (sync/localized.py), decided once the feed is read.
+        self.localized = localized or LocalizedRun(lambda wanted: run.confirmed, run.open, now=run.now)
 
     @property
     def full_sync(self) -> bool:
@@ -119,25 +133,33 @@ class ChangeTracking:
         state = open_ledger(store, now)
         manifest = state.manifest
         deltas = store.delta_records(manifest)
+        full: list[ItemHashes] = []
+
+        def whole_base() -> ItemHashes:
+            # Streamed once, then kept: the overrides' lookup may need it again.
+            if not full:
+                hashes = ItemHashes()
+                for values in store.base_chunks(manifest):
+                    hashes.ids.extend(values[0::3])
+                    hashes.hashes.extend(values[1::3])
+                if deltas:
+                    hashes = hashes.merged((h, record[0]) for h, record in deltas.items())
+                full.append(hashes)
+            return full[0]
+
+        def lookup(wanted: list[int] | None) -> Callable[[int], int | None]:
+            found = store.lookup(manifest, wanted) if wanted is not None and not full else None
+            if found is None:
+                return whole_base().get
+            found.update({h: deltas[h] for h in wanted or () if h in deltas})
+            return {h: record[0] for h, record in found.items()}.get
+
         wanted = None if id_hashes is None else sorted(set(id_hashes))
-        found = store.lookup(manifest, wanted) if wanted is not None else None
-        if found is None:
-            hashes = ItemHashes()
-            for values in store.base_chunks(manifest):
-                hashes.ids.extend(values[0::3])
-                hashes.hashes.extend(values[1::3])
-            if deltas:
-                hashes = hashes.merged((h, record[0]) for h, record in deltas.items())
-            confirmed: Callable[[int], int | None] = hashes.get
-            mode = "full"
-        else:
-            assert wanted is not None
-            found.update({h: deltas[h] for h in wanted if h in deltas})
-            confirmed_hashes = {h: record[0] for h, record in found.items()}
-            confirmed, mode = confirmed_hashes.get, "sparse"
-        run = LedgerRun(
-            confirmed, open_entries(store, state), full_sync=full_sync, retry_rejected=retry_rejected, now=now
-        )
+        confirmed = lookup(wanted)
+        mode = "full" if full else "sparse"
+        entries = open_entries(store, state)
+        run = LedgerRun(confirmed, entries, full_sync=full_sync, retry_rejected=retry_rejected, now=now)
+        localized = LocalizedRun(lookup, entries, full_sync=full_sync, retry_rejected=retry_rejected, now=now)
         log.info(
             "Item ledger: %d items confirmed so far, %d open (s3://%s/%s; %s read)%s",
             manifest.items,
@@ -147,7 +169,7 @@ class ChangeTracking:
             mode,
             "; full_sync: every item is sent" if full_sync else "",
         )
-        return cls(run, manifest.items, mode)
+        return cls(run, manifest.items, mode, localized)
 
     def should_send(self, item_id_hash: int, item_hash: int) -> bool:
         return self.run.should_send(item_id_hash, item_hash)
@@ -156,7 +178,7 @@ class ChangeTracking:
         return self.run.retries()
 
     def summary(self) -> dict[str, Any]:
-        return {**self.run.summary(self.items_known), "ledger_read": self.mode}
+        return {**self.run.summary(self.items_known), **self.localized.summary(), "ledger_read": self.mode}
 
     def record(
         self,
@@ -167,15 +189,20 @@ class ChangeTracking:
         """Put the tracking's figures into the submission, and what the ledger needs after
         Meta's answer into the run's records."""
         submission.counts["items_unchanged"] = self.unchanged
+        submission.counts["overrides_unchanged"] = self.localized.unchanged
+        submission.counts["overrides_held"] = len(self.localized.held)
         submission.change_detection = self.summary()
         if records is None:
             return
         if self.sent.ids:
             submission.records["sent_item_hashes"] = records.put_sent_hashes(self.sent.to_bytes())
+        submission.records.update(put_run_records(self.localized, records))
         notes = {
             "superseded": sorted(self.run.superseded),
             "retried": sorted(self.run.retried),
             "feed_rejections": list(feed_rejections),
+            "override_superseded": sorted(self.localized.superseded),
+            "override_retried": sorted(self.localized.retried),
         }
         submission.records["ledger_run"] = records.put_record(LEDGER_RUN_RECORD, orjson.dumps(notes))
         submission.records["new_item_hashes"] = records.put_record(
@@ -302,6 +329,30 @@ def record_outcomes(
         schedule=schedule,
         now=now,
     )
+    overrides = settle_overrides(
+        update.open_entries,
+        records,
+        {
+            "calls": submission.localized_call_handles,
+            "validation_samples": submission.localized_validation_samples,
+            "superseded": notes.get("override_superseded") or [],
+            "retried": notes.get("override_retried") or [],
+        },
+        batches,
+        schedule=schedule,
+        now=now,
+    )
+    update = LedgerUpdate(
+        update.confirmed + overrides.confirmed,
+        overrides.open_entries,
+        LedgerCounts(
+            rejections_open=overrides.counts.rejections_open,
+            rejections_new=update.counts.rejections_new + overrides.counts.rejections_new,
+            rejections_closed=update.counts.rejections_closed + overrides.counts.rejections_closed,
+            rejections_retried=update.counts.rejections_retried + overrides.counts.rejections_retried,
+        ),
+        update.new_rejections + overrides.new_rejections,
+    )
     confirmed = {c.id_hash: (c.content_hash, pack_times(c.first_seen, c.last_seen)) for c in update.confirmed}
     new_ids = array("Q")
     new_ids.frombytes(records.get(NEW_ITEMS_RECORD) or b"")
@@ -316,7 +367,8 @@ def record_outcomes(
         run_id=run_id,
         now=now,
     )
-    submission.counts["items_confirmed"] = len(update.confirmed)
+    submission.counts["items_confirmed"] = len(update.confirmed) - len(overrides.confirmed)
+    submission.counts["overrides_confirmed"] = len(overrides.confirmed)
     submission.counts.update(update.counts.to_dict())
     submission.records["new_rejections"] = ",".join(update.new_rejections[:20])
     try:
@@ -363,7 +415,7 @@ def _iso(epoch: int | None) -> str:
 
 
 def open_rejection_rows(entries: Iterable[LedgerEntry]) -> list[tuple[Any, ...]]:
-    """The rows of ``open_rejections.csv``: every open entry but pending ones, oldest first."""
+    """The rows of ``open_rejections.csv``: every open entry but pending and held ones, oldest first."""
     return [
         (
             e.item_id,
@@ -376,5 +428,5 @@ def open_rejection_rows(entries: Iterable[LedgerEntry]) -> list[tuple[Any, ...]]
             _iso(e.next_retry),
         )
         for e in sorted(entries, key=lambda e: (e.first_seen, e.item_id))
-        if e.outcome != "pending"
+        if e.outcome not in ledger.WAITING_OUTCOMES
     ]

@@ -26,6 +26,11 @@ The rules a run follows (:class:`LedgerRun` while sending, :func:`settle_run` on
   One still under review when the run's review wait ends counts as confirmed (the daily
   reconcile, which reads every item's errors, finds a later rejection). Items whose batch did not finish
   become ``pending``, due at once: they go again next run.
+* A localized override (``title_en``, ``price_AE``: :mod:`facebook_catalog.sync.localized`) is
+  an entry of its own, keyed by the id hash of ``<id>|LANGUAGE|en_XX`` and naming its item in
+  ``base_id``. It follows the same rules, and one more: it is sent only once Meta has confirmed
+  its item (localized_items_batch never creates items); until then it is ``held`` with its
+  payload and goes with the first run that finds the item confirmed.
 """
 
 from __future__ import annotations
@@ -39,9 +44,11 @@ from typing import Any, Literal, NamedTuple
 
 from facebook_catalog.feed.change_detection import SentHashes, id_hash
 
-Outcome = Literal["confirmed", "rejected_by_feed", "rejected_by_meta", "pending"]
-OUTCOMES: tuple[Outcome, ...] = ("confirmed", "rejected_by_feed", "rejected_by_meta", "pending")
-OPEN_OUTCOMES: frozenset[str] = frozenset({"rejected_by_feed", "rejected_by_meta", "pending"})
+Outcome = Literal["confirmed", "rejected_by_feed", "rejected_by_meta", "pending", "held"]
+OUTCOMES: tuple[Outcome, ...] = ("confirmed", "rejected_by_feed", "rejected_by_meta", "pending", "held")
+OPEN_OUTCOMES: frozenset[str] = frozenset({"rejected_by_feed", "rejected_by_meta", "pending", "held"})
+#: Open outcomes that are not rejections: waiting to be sent (again), not refused.
+WAITING_OUTCOMES: frozenset[str] = frozenset({"pending", "held"})
 DEFAULT_RETRY_HOURS: tuple[float, ...] = (1.0, 6.0, 24.0)
 #: The confirmed content hash of an item Meta once confirmed and has since rejected in review:
 #: no content hashes to it, so the item's next row is never "unchanged".
@@ -96,6 +103,8 @@ class LedgerEntry:
     next_retry: int | None = None
     #: The last request as sent (the items_batch request's JSON text); None when there is none.
     payload: str | None = None
+    #: For a localized override, the id of its item ("" for an item itself).
+    base_id: str = ""
 
     @property
     def id_hash(self) -> int:
@@ -212,8 +221,8 @@ class LedgerRun:
         """Open entries with a payload that the feed did not bring and that are due (all with
         ``retry_rejected``): call after the feed's items were all seen."""
         for key, entry in self.open.items():
-            if key in self._seen_open or entry.payload is None:
-                continue
+            if key in self._seen_open or entry.payload is None or entry.base_id:
+                continue  # an override goes through localized_items_batch (sync/localized.py)
             if self.retry_rejected or entry.due(self.now):
                 self.retried.add(key)
                 self._note_sent(key, entry.content_hash)
@@ -267,12 +276,14 @@ def settle_run(
     retried: Iterable[int] = (),
     schedule: RetrySchedule = RetrySchedule(),
     now: int | None = None,
+    base_id: Callable[[str], str] = lambda item_id: "",
 ) -> LedgerUpdate:
     """The ledger after Meta answered a run (the rules above).
 
     ``payloads(calls, id_hashes)`` gives (item id, request JSON) by id hash of the named items,
     read from the run's stored payloads of those calls (numbered from 1); ``feed_rejections``
-    are (item id, reason) of rows the feed rules refused.
+    are (item id, reason) of rows the feed rules refused. ``base_id`` names the item of an
+    entry's id (localized overrides: sync/localized.py); items have none.
     """
     now = utc_now() if now is None else now
     open_entries = dict(open_before)
@@ -310,7 +321,8 @@ def settle_run(
     hashes = dict(zip(sent.ids, sent.hashes, strict=True))
     stored = dict(payloads(calls_needed, set(rejected) | set(pending))) if calls_needed else {}
     for item in confirmed:
-        if open_entries.pop(item.id_hash, None) is not None:
+        closed = open_entries.pop(item.id_hash, None)
+        if closed is not None and closed.outcome != "held":  # a held override was no rejection
             counts.rejections_closed += 1
     for key in superseded:
         if open_entries.pop(key, None) is not None:
@@ -345,6 +357,7 @@ def settle_run(
             attempts=attempts,
             next_retry=schedule.next_retry(attempts, now),
             payload=payload,
+            base_id=base_id(item_id),
         )
     for key in pending:
         before = open_entries.get(key)
@@ -364,6 +377,7 @@ def settle_run(
             attempts=(before.attempts if before else 0) + 1,
             next_retry=now,
             payload=payload,
+            base_id=base_id(item_id),
         )
     for item_id, reason in feed_rejections:
         key = id_hash(item_id)
@@ -381,5 +395,5 @@ def settle_run(
     unconfirmed = [key for key in rejected if key in review_refused]
     counts.rejections_new = len(new_rejections)
     counts.rejections_retried = len(set(retried))
-    counts.rejections_open = sum(1 for e in open_entries.values() if e.outcome != "pending")
+    counts.rejections_open = sum(1 for e in open_entries.values() if e.outcome not in WAITING_OUTCOMES)
     return LedgerUpdate(confirmed, open_entries, counts, new_rejections, unconfirmed)

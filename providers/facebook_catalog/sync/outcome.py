@@ -66,6 +66,12 @@ RUN_COUNTS: tuple[RunCount, ...] = (
     RunCount("rejections_new", "new rejections", "NewRejections"),
     RunCount("rejections_closed", "rejections closed", "ClosedRejections"),
     RunCount("rejections_retried", "rejections retried", "RetriedRejections"),
+    # Localized overrides (README, "Localized overrides"): localized_items_batch.
+    RunCount("overrides_sent", "overrides sent", "OverridesSent"),
+    RunCount("overrides_unchanged", "unchanged overrides skipped", "OverridesUnchanged"),
+    RunCount("overrides_held", "overrides held for their item", "OverridesHeld"),
+    RunCount("overrides_confirmed", None, None, in_summary=False),
+    RunCount("localized_calls", None, None),
 )
 #: The counts that reading the feed produces (the rest come from posting and from Meta).
 READ_COUNTS: tuple[str, ...] = (
@@ -114,6 +120,16 @@ class Submission:
     #: Record keys in the synced-products bucket (rejected_rows, sent_item_hashes).
     records: dict[str, str] = field(default_factory=dict)
     change_detection: dict[str, Any] | None = None
+    #: localized_items_batch (sync/localized.py): calls, overrides sent, and per call
+    #: [handle or None, overrides, localization key "LANGUAGE|en_XX"]; their handles are in
+    #: ``handles`` too, so the wait polls them with the items'.
+    localized_calls: int = 0
+    overrides_sent: int = 0
+    overrides_not_ingested: int = 0
+    localized_call_handles: list[list[Any]] = field(default_factory=list)
+    localized_payloads: list[str] = field(default_factory=list)
+    localized_validation_samples: list[Any] = field(default_factory=list)
+    localized_validation_errors: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -162,7 +178,10 @@ class Outcome:
         batches = self.batches
         errors = sum(int(b.get("errors_total_count") or 0) for b in batches)
         warnings = sum(int(b.get("warnings_total_count") or 0) for b in batches)
-        return MetaTotals(errors, warnings, errors + int(self.submission.items_not_ingested or 0))
+        not_ingested = int(self.submission.items_not_ingested or 0) + int(
+            self.submission.overrides_not_ingested or 0
+        )
+        return MetaTotals(errors, warnings, errors + not_ingested)
 
     @property
     def throttled_retries(self) -> int:
@@ -226,7 +245,7 @@ class Outcome:
         """Meta rejected more than ``max_error_ratio`` of the items sent. With the item ledger,
         only new rejections count: an item already open as rejected, re-sent and rejected again
         with the same content, is not new (README, "Change detection and the item ledger")."""
-        items_sent = self.submission.items_sent
+        items_sent = self.submission.items_sent + int(self.submission.overrides_sent or 0)
         counts = self.submission.counts or {}
         with_ledger = "rejections_new" in counts
         rejected = int(counts["rejections_new"]) if with_ledger else self.totals.rejected_items
@@ -246,6 +265,7 @@ class Outcome:
             "catalog_id": submission.catalog_id,
             "calls": submission.calls,
             "items_sent": submission.items_sent,
+            "overrides_sent": submission.overrides_sent,
             "handles": submission.handles,
             "statuses": self.statuses,
             "items_rejected_by_meta": totals.rejected_items,
@@ -274,12 +294,16 @@ class Outcome:
             "calls": int(submission.calls or 0),
             "handles": len(submission.handles),
             "throttled_retries": self.throttled_retries,
+            "overrides_sent": int(submission.overrides_sent or 0),
+            "localized_calls": int(submission.localized_calls or 0),
         }
         counts = {c.name: derived.get(c.name, int(read_counts.get(c.name) or 0)) for c in RUN_COUNTS}
         started_at = _parse(submission.started_at)
         posted_at = _parse(submission.posted_at)
         records: dict[str, Any] = dict(submission.records or {})
         records["payloads"] = list(submission.payloads)
+        if submission.localized_payloads:
+            records["localized_payloads"] = list(submission.localized_payloads)
         records["report"] = report_key
         return {
             "report_version": REPORT_VERSION,

@@ -130,3 +130,27 @@ def test_the_hashes_kept_in_a_catalogs_state_do_not_change() -> None:
     )
     _request, fields_hash = encoded_update({"price": "25000 IQD", "title": "قميص", "id": "SKU-00000001"})
     assert fields_hash == 2_751_751_187_275_176_966
+
+
+def test_overrides_of_a_repeated_id_are_spooled_and_counted_apart_from_duplicate_items(
+    tmp_path: Path,
+) -> None:
+    from facebook_catalog.feed.localization import Localization, Override
+    from facebook_catalog.feed.spool import overrides_to_send
+
+    spool = FeedSpool(str(tmp_path))
+    english = Localization("LANGUAGE", "en_XX")
+    first = item_to_send(fields("p1", "قديم"))
+    spool.add(0, first)
+    for override in overrides_to_send(first, [Override(english, {"title": "Old"})]):
+        spool.add(0, override)
+    later = item_to_send(fields("p1", "جديد"))
+    spool.add(1, later)
+    for override in overrides_to_send(later, [Override(english, {"title": "New"})]):
+        spool.add(1, override)
+    assert spool.deduplicate() == 1  # one item replaced; the override it carried is no item
+    assert spool.duplicates_by_file() == {0: 1}
+    kept = list(spool)
+    assert [(i.item_id, i.base_id_hash) for i in kept] == [("p1", 0), ("p1|LANGUAGE|en_XX", id_hash("p1"))]
+    assert json.loads(kept[1].request)["data"] == {"id": "p1", "title": "New"}
+    spool.close()

@@ -304,3 +304,30 @@ def test_the_operators_synchronous_path_does_not_load_aiohttp() -> None:
     if loaded_by_airflow == "True":
         pytest.skip("Airflow or the Amazon provider already loads aiohttp here")
     assert loaded_after_ours == "False"
+
+
+def test_sync_hook_sends_localized_items_batch_without_allow_upsert_and_paces_it(
+    catalog_connection: Any,
+) -> None:
+    catalog_connection(host=HOST, app_secret=TEST_APP_SECRET)
+    localized_url = f"{HOST}/v25.0/{TEST_CATALOG_ID}/localized_items_batch"
+    payload = json.dumps(
+        [{"method": "CREATE", "localization": {"type": "LANGUAGE", "value": "en_XX"}, "data": {"id": "a"}}]
+    ).encode()
+    with responses.RequestsMock() as mock:
+        mock.add(responses.POST, ITEMS_URL, json=OK_BATCH[1])
+        mock.add(responses.POST, localized_url, json=THROTTLED[1], status=THROTTLED[0], headers=THROTTLED[2])
+        mock.add(responses.POST, localized_url, json=OK_BATCH[1])
+        hook = FacebookCatalogHook(retry_policy=FAST)
+        hook.send_items_batch(PAYLOAD, 2)
+        assert hook.send_localized_items_batch(payload, 1).handle == "h-1"
+        request = mock.calls[2].request
+    body: bytes = request.body  # type: ignore[assignment]
+    assert payload in body
+    assert b'name="item_type"\r\n\r\nPRODUCT_ITEM' in body
+    assert b"allow_upsert" not in body  # localized_items_batch never creates items
+    assert appsecret_proof(TEST_TOKEN, TEST_APP_SECRET).encode() in body
+    assert TEST_TOKEN not in request.url
+    # The 80014 it met is the Catalog Batch budget's, shared with items_batch: the pacer learned it.
+    assert hook.throttled_retries == 1
+    assert hook.items_batch_pacer.budget == 1  # one call in the window when Meta refused
