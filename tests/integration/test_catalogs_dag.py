@@ -128,7 +128,8 @@ def test_two_catalogs_one_refused_the_other_syncs_and_archives_and_the_summary_l
     assert (listed[REFUSED_CATALOG]["status"], listed[REFUSED_CATALOG]["language"]) == ("failed", "en")
     assert listed[REFUSED_CATALOG]["failure"]
     assert listed[REFUSED_CATALOG]["report"].endswith(f"runs/{REFUSED_CATALOG}/" + _run_segment(refused))
-    assert REFUSED_TOKEN not in result.output and TOKEN not in result.output
+    assert REFUSED_TOKEN not in result.output
+    assert TOKEN not in result.output
 
 
 def _run_segment(report: dict[str, Any]) -> str:
