@@ -151,8 +151,12 @@ def test_a_bad_catalogs_setting_fails_the_run_naming_the_entry_and_field(
     result = run_dag(DAG_ID)
 
     assert result.state == "failed"
-    assert result.task_states["list_catalogs"] == "failed"
-    assert "Variable facebook_catalog_catalogs, entry 1 lacks landing_prefix" in result.output
+    assert result.task_states["check_catalogs"] == "failed"
+    assert result.task_states["publish_catalogs_summary"] == "success"
+    summary = result.xcom("publish_catalogs_summary")
+    assert summary["status"] == "failed"
+    assert "Variable facebook_catalog_catalogs, entry 1 lacks landing_prefix" in summary["failure"]
+    assert summary["catalogs"] == []
     assert keys(s3, s3.landing, "landing/iq/") == ["landing/iq/10-00.csv"]
     assert [c for c in emulator.calls() if c["endpoint"] == "items_batch"] == []
 
@@ -163,6 +167,6 @@ def test_without_catalogs_the_run_skips_and_makes_no_graph_api_call(
     result = run_dag(DAG_ID)
 
     assert result.state == "success", result.output[-3000:]
-    assert result.task_states["list_catalogs"] == "skipped"
-    assert "No catalogs to sync: set the Variable facebook_catalog_catalogs" in result.output
+    assert result.task_states["check_catalogs"] == "skipped"
+    assert result.xcom("publish_catalogs_summary")["catalogs"] == []
     assert sync_env["emulator"].calls() == []

@@ -306,6 +306,8 @@ def catalog_sync_dag(dag_id: str = DAG_ID, schedule: Any = None, **settings: Any
 
 CATALOGS_DAG_ID = "facebook_catalogs_sync"
 LIST_TASK = "list_catalogs"
+CHECK_TASK = "check_catalogs"
+CATALOGS_PROBLEM_XCOM_KEY = "catalogs_problem"
 CATALOG_GROUP = "catalog"  # the mapped task group: one instance per catalog
 CATALOGS_SUMMARY_TASK = "publish_catalogs_summary"
 CATALOGS_SUMMARY_EVENT = "facebook_catalogs_sync_summary"
@@ -317,7 +319,12 @@ def list_catalogs(
     defaults: dict[str, Any], catalogs: Any = None, params: dict[str, Any] | None = None
 ) -> list[dict[str, Any]]:
     """The run's catalogs: the ``catalogs`` param, else the Variable, else the factory's argument;
-    each checked, with its own settings (facebook_catalog.sync.catalogs). None: the run skips."""
+    each checked, with its own settings (facebook_catalog.sync.catalogs).
+
+    It always succeeds, with no catalogs when the setting is bad (the reason goes to XCom for
+    ``check_catalogs``, which fails the run with it): Airflow 3.0 cannot start a task downstream
+    of a mapped group whose expansion never happened (NotFullyPopulated), so the summary would
+    not run."""
     from facebook_catalog.sync.catalogs import (
         CATALOGS_SETTING,
         CatalogsSettingError,
@@ -340,14 +347,27 @@ def list_catalogs(
             except ValueError as error:
                 raise CatalogsSettingError(f"{source}, catalog {entry.catalog_id}: {error}") from None
     except (CatalogsSettingError, ValueError) as error:
-        raise AirflowFailException(str(error)) from None
+        log.error("%s", error)
+        get_current_context()["ti"].xcom_push(key=CATALOGS_PROBLEM_XCOM_KEY, value=str(error))
+        return []
+    log.info("Syncing %d catalogs: %s", len(entries), ", ".join(e.catalog_id for e in entries))
+    return [entry.to_dict() for entry in entries]
+
+
+def check_catalogs(entries: list[dict[str, Any]]) -> int:
+    """Fail the run with the reason ``list_catalogs`` found the setting bad; skip when no catalog
+    is set."""
+    from facebook_catalog.sync.catalogs import CATALOGS_SETTING
+
+    problem = get_current_context()["ti"].xcom_pull(task_ids=LIST_TASK, key=CATALOGS_PROBLEM_XCOM_KEY)
+    if problem:
+        raise AirflowFailException(f"No catalog was synced: {problem}")
     if not entries:
         raise AirflowSkipException(
             f"No catalogs to sync: set the Variable {CATALOGS_SETTING.variable} (or the run's param "
             f"{CATALOGS_SETTING.name}) to a JSON list of catalogs. No Graph API call was made."
         )
-    log.info("Syncing %d catalogs: %s", len(entries), ", ".join(e.catalog_id for e in entries))
-    return [entry.to_dict() for entry in entries]
+    return len(entries)
 
 
 def publish_catalogs_summary(
@@ -381,13 +401,15 @@ def publish_catalogs_summary(
             log.exception("Could not summarize catalog %s", entry.catalog_id)
             summary = {"catalog_id": entry.catalog_id, "status": "failed", "failure": f"no summary: {error}"}
         catalogs.append({**summary, "language": entry.language or None})
-    listing = str(states.get(LIST_TASK))
+    problem = ti.xcom_pull(task_ids=LIST_TASK, key=CATALOGS_PROBLEM_XCOM_KEY)
+    listing_failed = any(str(states.get(t)) in ("failed", "upstream_failed") for t in (LIST_TASK, CHECK_TASK))
     failed = [c["catalog_id"] for c in catalogs if c.get("status") != "succeeded"]
     result = {
         "event": CATALOGS_SUMMARY_EVENT,
         "dag_id": ti.dag_id,
         "run_id": run_id,
-        "status": "failed" if failed or listing in ("failed", "upstream_failed") else "succeeded",
+        "status": "failed" if failed or problem or listing_failed else "succeeded",
+        "failure": problem or None,
         "catalogs_failed": failed,
         "catalogs": [
             {
@@ -406,7 +428,8 @@ def catalogs_sync_dag(
 ) -> DAG:
     """The hourly sync of several catalogs (README, "Many catalogs"): ``list_catalogs`` reads the
     ``catalogs`` setting (param, Variable ``facebook_catalog_catalogs``, else ``catalogs`` given
-    here: a JSON list or the list itself), then one mapped group per catalog runs the one-catalog
+    here: a JSON list or the list itself; ``check_catalogs`` fails the run when it is bad, and
+    skips when it is empty), then one mapped group per catalog runs the one-catalog
     DAG's tasks (snapshot, sync, archive) with that catalog's connection, landing prefix, ledger,
     run records (``runs/<catalog id>/<run id>/``) and pacing, independently of the others; the
     teardown summarizes every catalog. The run fails if any catalog failed, after all finished.
@@ -466,6 +489,7 @@ def catalogs_sync_dag(
             snapshot >> sync >> archived
 
         groups = sync_one_catalog.expand(catalog=listed)
+        checked = task(task_id=CHECK_TASK)(check_catalogs)(listed)
         summary = teardown(task(task_id=CATALOGS_SUMMARY_TASK)(publish_catalogs_summary))(defaults=settings)
-        listed >> groups >> summary
+        [groups, checked] >> summary
     return dag
