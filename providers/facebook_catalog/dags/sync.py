@@ -490,6 +490,8 @@ def catalogs_sync_dag(
 
         groups = sync_one_catalog.expand(catalog=listed)
         checked = task(task_id=CHECK_TASK)(check_catalogs)(listed)
-        summary = teardown(task(task_id=CATALOGS_SUMMARY_TASK)(publish_catalogs_summary))(defaults=settings)
+        summary = teardown(
+            task(task_id=CATALOGS_SUMMARY_TASK, multiple_outputs=False)(publish_catalogs_summary)
+        )(defaults=settings)
         [groups, checked] >> summary
     return dag
