@@ -257,6 +257,36 @@ def _release_ledger_lease(s3_hook: Any, settings: Mapping[str, Any], run_id: str
         log.exception("Could not release the ledger lease of run %s; it expires by itself", run_id)
 
 
+def _setting_params() -> dict[str, Param]:
+    """The settings table as the DAG's params (a manual trigger's conf)."""
+    return {
+        setting.name: Param(
+            None, type=["null", "string", "number", "boolean"], description=setting.description
+        )
+        for setting in SYNC_SETTINGS
+    }
+
+
+def _sync_dag_arguments(schedule: Any, settings: Mapping[str, Any]) -> dict[str, Any]:
+    """What the sync DAGs share: schedule, retries, templating and the failure alert."""
+    return {
+        "schedule": schedule if schedule is not None else sync_schedule("@hourly"),
+        "start_date": datetime(2025, 1, 1),
+        "catchup": False,
+        "max_active_runs": 1,
+        "render_template_as_native_obj": True,
+        "default_args": {
+            "retries": int(os.environ.get("FACEBOOK_CATALOG_SYNC_RETRIES", "2")),
+            "retry_delay": timedelta(minutes=5),
+            "retry_exponential_backoff": True,
+            "max_retry_delay": timedelta(minutes=20),
+        },
+        "tags": ["facebook_catalog"],
+        # The callback returns the alert's message id (for tests); Airflow ignores it.
+        "on_failure_callback": cast(Any, make_failure_callback(defaults=settings)),
+    }
+
+
 def catalog_sync_dag(dag_id: str = DAG_ID, schedule: Any = None, **settings: Any) -> DAG:
     """The hourly sync DAG (this module's docstring). ``schedule`` defaults to hourly, or the
     landing Asset (``FACEBOOK_CATALOG_SYNC_SCHEDULE``); ``settings`` replace the documented
@@ -266,27 +296,9 @@ def catalog_sync_dag(dag_id: str = DAG_ID, schedule: Any = None, **settings: Any
         raise TypeError(f"catalog_sync_dag() got unknown settings {unknown}; known: {sorted(_SETTING_NAMES)}")
     with DAG(
         dag_id=dag_id,
-        schedule=schedule if schedule is not None else sync_schedule("@hourly"),
-        start_date=datetime(2025, 1, 1),
-        catchup=False,
-        max_active_runs=1,
-        render_template_as_native_obj=True,
-        default_args={
-            "retries": int(os.environ.get("FACEBOOK_CATALOG_SYNC_RETRIES", "2")),
-            "retry_delay": timedelta(minutes=5),
-            "retry_exponential_backoff": True,
-            "max_retry_delay": timedelta(minutes=20),
-        },
-        params={
-            setting.name: Param(
-                None, type=["null", "string", "number", "boolean"], description=setting.description
-            )
-            for setting in SYNC_SETTINGS
-        },
+        params=_setting_params(),
         doc_md=__doc__,
-        tags=["facebook_catalog"],
-        # The callback returns the alert's message id (for tests); Airflow ignores it.
-        on_failure_callback=cast(Any, make_failure_callback(defaults=settings)),
+        **_sync_dag_arguments(schedule, settings),
     ) as dag:
         snapshot = task(task_id=SNAPSHOT_TASK)(snapshot_landing)(defaults=settings)
         sync = FacebookCatalogItemsBatchOperator(
@@ -445,31 +457,14 @@ def catalogs_sync_dag(
     snapshot_task = f"{CATALOG_GROUP}.{SNAPSHOT_TASK}"
     with DAG(
         dag_id=dag_id,
-        schedule=schedule if schedule is not None else sync_schedule("@hourly"),
-        start_date=datetime(2025, 1, 1),
-        catchup=False,
-        max_active_runs=1,
-        render_template_as_native_obj=True,
-        default_args={
-            "retries": int(os.environ.get("FACEBOOK_CATALOG_SYNC_RETRIES", "2")),
-            "retry_delay": timedelta(minutes=5),
-            "retry_exponential_backoff": True,
-            "max_retry_delay": timedelta(minutes=20),
-        },
         params={
-            **{
-                setting.name: Param(
-                    None, type=["null", "string", "number", "boolean"], description=setting.description
-                )
-                for setting in SYNC_SETTINGS
-            },
+            **_setting_params(),
             CATALOGS_SETTING.name: Param(
                 None, type=["null", "string", "array"], description=CATALOGS_SETTING.description
             ),
         },
         doc_md=catalogs_sync_dag.__doc__,
-        tags=["facebook_catalog"],
-        on_failure_callback=cast(Any, make_failure_callback(defaults=settings)),
+        **_sync_dag_arguments(schedule, settings),
     ) as dag:
         listed = task(task_id=LIST_TASK)(list_catalogs)(defaults=settings, catalogs=catalogs)
 
@@ -489,7 +484,7 @@ def catalogs_sync_dag(
             snapshot >> sync >> archived
 
         groups = sync_one_catalog.expand(catalog=listed)
-        checked = task(task_id=CHECK_TASK)(check_catalogs)(listed)
+        checked = task(task_id=CHECK_TASK)(check_catalogs)(listed)  # type: ignore[arg-type]
         summary = teardown(
             task(task_id=CATALOGS_SUMMARY_TASK, multiple_outputs=False)(publish_catalogs_summary)
         )(defaults=settings)
