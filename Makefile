@@ -94,5 +94,7 @@ $(COMPAT_STAMP): pyproject.toml constraints/airflow-$(AIRFLOW).txt | venv
 	$(COMPAT_VENV)/bin/python -c "import airflow, sys; sys.exit(airflow.__version__ != '$(AIRFLOW)' and 'installed Airflow ' + airflow.__version__)"
 	touch $(COMPAT_STAMP)
 
+# PYTEST_ARGS picks tests, e.g. PYTEST_ARGS=tests/integration/test_catalogs_dag.py
+PYTEST_ARGS ?= tests/unit tests/integration
 test-compat: venv-compat
-	$(COMPAT_VENV)/bin/pytest tests/unit tests/integration -q -p no:cacheprovider
+	$(COMPAT_VENV)/bin/pytest $(PYTEST_ARGS) -q -p no:cacheprovider

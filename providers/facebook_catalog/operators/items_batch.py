@@ -71,6 +71,8 @@ BATCH_EVENT_XCOM_KEY = "facebook_catalog_batch_event"
 REVIEW_MAX_ITEMS = 50_000
 #: Up to this many rows, a run reads only the ledger blocks its ids fall in; beyond, all of it.
 SPARSE_LEDGER_ROWS = 200_000
+#: OpenLineage namespace of the catalogs the operator writes to; the dataset's name is the catalog id.
+LINEAGE_NAMESPACE = "facebook-catalog"
 #: The ledger's lease outlives the wait's deadline by this much, so a crashed run frees it.
 LEASE_GRACE = timedelta(minutes=10)
 
@@ -628,6 +630,39 @@ class FacebookCatalogItemsBatchOperator(BaseOperator):
             if store is not None:
                 store.release_lease(context["run_id"])
             raise FacebookCatalogBatchError(failure) from exc
+
+    # ------------------------------------------------------------------ lineage
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        """OpenLineage's view of the run (called by the OpenLineage provider's listener): the S3
+        objects read, ``s3://<bucket>`` / key, into the dataset ``facebook-catalog`` / catalog id.
+
+        The provider is imported here, never at module level, so the operator works without it;
+        without it this returns None (and nothing calls it)."""
+        try:
+            from airflow.providers.common.compat.openlineage.facet import Dataset
+            from airflow.providers.openlineage.extractors import OperatorLineage
+        except ImportError:
+            return None
+        keys = [self.s3_keys] if isinstance(self.s3_keys, str) else list(self.s3_keys or [])
+        inputs = [
+            Dataset(namespace=f"s3://{self.s3_bucket}", name=str(key)) for key in keys if self.s3_bucket
+        ]
+        catalog_id = self._lineage_catalog_id()
+        outputs = [Dataset(namespace=LINEAGE_NAMESPACE, name=catalog_id)] if catalog_id else []
+        return OperatorLineage(inputs=inputs, outputs=outputs)
+
+    def get_openlineage_facets_on_failure(self, task_instance: Any) -> Any:
+        """The same datasets when the run failed: it read them and may have changed the catalog."""
+        return self.get_openlineage_facets_on_complete(task_instance)
+
+    def _lineage_catalog_id(self) -> str | None:
+        if self.catalog_id and not is_template(self.catalog_id):
+            return str(self.catalog_id)
+        try:
+            return self.hook.settings.catalog_id or None
+        except Exception:  # lineage never fails the task; the connection is checked where it is used
+            self.log.warning("No catalog id for OpenLineage: the connection has none", exc_info=True)
+            return None
 
     def _write_report(self, context: Context, outcome: Outcome, *, failure: str | None) -> str | None:
         """Record the run's outcome; a failure to record is logged, never hides the outcome."""

@@ -206,3 +206,18 @@ def test_templated_fields() -> None:
     assert {"items", "s3_bucket", "s3_keys", "catalog_id"} <= set(
         FacebookCatalogItemsBatchOperator.template_fields
     )
+
+
+def test_lineage_names_the_s3_objects_read_and_the_catalog() -> None:
+    lineage = operator(s3_bucket="landing-bucket", s3_keys=["landing/a.csv", "landing/b.csv.gz"])
+    facets = lineage.get_openlineage_facets_on_complete(None)
+    assert [(d.namespace, d.name) for d in facets.inputs] == [
+        ("s3://landing-bucket", "landing/a.csv"),
+        ("s3://landing-bucket", "landing/b.csv.gz"),
+    ]
+    assert [(d.namespace, d.name) for d in facets.outputs] == [("facebook-catalog", TEST_CATALOG_ID)]
+    failed = operator(items=[{"id": "p1"}], catalog_id="777").get_openlineage_facets_on_failure(None)
+    assert (failed.inputs, [(d.namespace, d.name) for d in failed.outputs]) == (
+        [],
+        [("facebook-catalog", "777")],
+    )
