@@ -8,8 +8,9 @@ from typing import Any
 
 import pytest
 
+from facebook_catalog.feed.change_detection import id_hash
 from facebook_catalog.storage.ledger_store import LedgerStore, pack_times
-from facebook_catalog.sync.reconcile import INVALIDATED_HASH
+from facebook_catalog.sync.ledger import UNCONFIRMED_HASH
 from facebook_catalog.sync.reconcile_run import confirmed_items, invalidate
 from tests.integration.test_ledger_store import CATALOG, T0, legacy_state
 
@@ -37,7 +38,35 @@ def test_confirmed_items_merge_base_and_deltas_in_id_hash_order_and_repair_inval
     assert invalidate(store, drifted, run_id="reconcile-1", now=T0 + 120) == 10
     after = {h: (c, t) for h, c, t in confirmed_items(store, store.load().manifest)}
     assert len(after) == len(expected)
-    assert all(after[h] == (INVALIDATED_HASH, drifted[h]) for h in drifted)  # times kept
+    assert all(after[h] == (UNCONFIRMED_HASH, drifted[h]) for h in drifted)  # times kept
     assert all(after[h] == expected[h] for h in expected if h not in drifted)
     assert store.load().manifest.items == 20_300  # invalidating adds no item
     assert store._get(store.lease_key) is None  # the repair's lease is freed
+
+
+def test_a_repair_opens_the_items_meta_rejected_in_review_with_meta_s_message(s3_buckets: Any) -> None:
+
+    store = LedgerStore(s3_buckets.hook, s3_buckets.synced, CATALOG)
+    key = id_hash("sku-7")
+    state = store.migrate(legacy_state(10).ids, legacy_state(10).hashes, T0)
+    store.commit(state, {key: (42, pack_times(T0, T0))}, [], new_items=1, run_id="r1", now=T0)
+
+    message = "Image couldn't be downloaded: We couldn't download the image at https://cdn.example/7.jpg"
+    invalidate(
+        store,
+        {key: pack_times(T0, T0)},
+        run_id="reconcile-1",
+        now=T0 + 60,
+        rejected_in_review={key: ("sku-7", message)},
+    )
+    manifest = store.load().manifest
+    rows = store.open_rows(manifest)
+    assert [(r["item_id"], r["outcome"], r["message"]) for r in rows] == [
+        ("sku-7", "rejected_by_meta", message)
+    ]
+    assert manifest.rejections_open == 1
+    csv_text = (store.get_open_rejections() or b"").decode()
+    assert "sku-7" in csv_text
+    assert "couldn't download the image" in csv_text
+    after = {h: c for h, c, _ in confirmed_items(store, manifest)}
+    assert after[key] == UNCONFIRMED_HASH  # the next row of it is sent, whatever its content

@@ -5,7 +5,16 @@ Every item is one of:
 * **missing**: confirmed by us (in the ledger's confirmed part), absent from Meta's read-back;
 * **stale**: in both, but what Meta shows is not the content Meta last confirmed to us;
 * **unknown**: in Meta, never sent by us (neither confirmed nor open in the ledger);
-* matched, or *open* (in Meta, and open in the ledger: rejected or pending; its retries handle it).
+* matched, or *open* (in Meta, and open in the ledger: rejected, pending or held; its retries
+  handle it, so it is neither stale nor unknown);
+* **rejected in review**: confirmed by us, but Meta now shows a review error on it (an image it
+  could not fetch, a policy review that ended after the run's review wait). Not drift: its content
+  is what we sent. A repair records it in the ledger as rejected by Meta, with Meta's message, so
+  it is in ``open_rejections.csv``, and asks the ingestion for it like a drifted item.
+
+A localized override (``<id>|LANGUAGE|en_XX``, :mod:`facebook_catalog.sync.localized`) is
+confirmed in the ledger under its own key; it counts as present when the read-back item shows it
+in ``override_details`` (its values are not compared), and as missing when not.
 
 How "different content" is decided (the canonical rule). The ledger keeps, per item, only the
 64-bit hash of the fields as they were sent (:func:`~facebook_catalog.feed.change_detection.content_hash`
@@ -27,8 +36,8 @@ So the emulator, which shows the fields as they were sent, and Meta, which shows
 their currency's decimals or symbol, both match an unchanged item. Not covered: the few feed
 fields a ProductItem does not read back (:data:`UNREAD_FIELDS`), and a field Meta shows with a
 default the item was not sent with; such an item shows as stale every day (run without repair).
-An item whose confirmed hash was invalidated by an earlier repair (:data:`INVALIDATED_HASH`)
-stays stale until it is re-sent.
+An item whose confirmed hash was taken back (:data:`~facebook_catalog.sync.ledger.UNCONFIRMED_HASH`:
+by an earlier repair, or by a review rejection) and that is not open stays stale until it is re-sent.
 
 Memory stays flat whatever the catalog's size: the read-back is spilled to :data:`PARTITIONS`
 files by the top bits of its id hash (:class:`ReadBackSpool`), and each partition, sorted by id
@@ -51,13 +60,12 @@ import orjson
 from facebook_catalog.feed.change_detection import content_hash, id_hash
 from facebook_catalog.feed.currencies import ISO_4217_CODES
 from facebook_catalog.feed.fields import OPTIONAL_FIELDS, REQUIRED_FIELDS
-from facebook_catalog.hooks.graph_api import READ_NAMES_OF_FEED_FIELDS
+from facebook_catalog.feed.localization import Localization, override_key
+from facebook_catalog.hooks.graph_api import READ_NAMES_OF_FEED_FIELDS, REVIEW_FIELDS, review_rejection
+from facebook_catalog.sync.ledger import UNCONFIRMED_HASH
 
-DriftKind = Literal["missing", "stale", "unknown"]
-DRIFT_KINDS: tuple[DriftKind, ...] = ("missing", "stale", "unknown")
-#: The content hash a repair writes over a drifted item's confirmed one: no content hashes to it
-#: in practice, so the next send of the item is never skipped as unchanged.
-INVALIDATED_HASH = 0
+DriftKind = Literal["missing", "stale", "unknown", "rejected_in_review"]
+DRIFT_KINDS: tuple[DriftKind, ...] = ("missing", "stale", "unknown", "rejected_in_review")
 PRICE_FIELDS: tuple[str, ...] = ("price", "sale_price")
 #: Meta's read names of the feed fields whose names differ (ProductItem's fields, as the
 #: facebook-business SDK lists them): the hooks' three, and three more.
@@ -93,6 +101,8 @@ READBACK_FIELDS: tuple[str, ...] = (
         if f != "id" and f not in UNREAD_FIELDS
     ),
     "currency",
+    *(f for f in REVIEW_FIELDS if f != "retailer_id"),
+    "override_details",
 )
 #: Fields a drift row shows of what Meta holds (the CSV's ``meta_shows``).
 SHOWN_FIELDS: tuple[str, ...] = ("title", "price", "sale_price", "availability")
@@ -150,11 +160,26 @@ def _text(value: Any) -> str:
     return str(value)
 
 
+#: Read-back fields that are not the item's content (the ledger does not hash them).
+_NOT_CONTENT = frozenset({"id", "retailer_id", "currency", "review_status", "errors", "override_details"})
+
+
+def override_keys(item: Mapping[str, Any]) -> list[str]:
+    """The ledger keys of the localized overrides Meta shows on a read-back item
+    (``override_details``: ``[{"type": "language", "key": "en_XX", "values": {...}}]``)."""
+    keys: list[str] = []
+    for detail in item.get("override_details") or ():
+        if isinstance(detail, Mapping) and detail.get("type") and detail.get("key"):
+            localization = Localization(str(detail["type"]).upper(), str(detail["key"]))
+            keys.append(override_key(str(item["retailer_id"]), localization))
+    return keys
+
+
 def feed_fields(item: Mapping[str, Any]) -> dict[str, str]:
     """A read-back item as the feed's fields (module docstring), prices as shown."""
     result: dict[str, str] = {}
     for name, value in item.items():
-        if name in ("id", "retailer_id", "currency") or value is None or value == "":
+        if name in _NOT_CONTENT or value is None or value == "":
             continue
         target = META_TO_FEED.get(name, name)
         if target in META_TO_FEED.values() and name == target and target in result:
@@ -216,6 +241,9 @@ class ReconcileCounts:
     missing: int = 0
     stale: int = 0
     unknown: int = 0
+    rejected_in_review: int = 0
+    #: Localized overrides the ledger confirmed that Meta shows (missing ones count in ``missing``).
+    overrides_present: int = 0
     duplicates_read: int = 0
 
     @property
@@ -225,8 +253,9 @@ class ReconcileCounts:
 
     @property
     def repairable(self) -> int:
-        """What a repair re-sends: missing and stale (unknown items are only reported)."""
-        return self.missing + self.stale
+        """What a repair re-sends: missing, stale and rejected in review (unknown items are only
+        reported)."""
+        return self.missing + self.stale + self.rejected_in_review
 
     def to_dict(self) -> dict[str, int]:
         return {**asdict(self), "drifted": self.drifted, "repairable": self.repairable}
@@ -238,6 +267,10 @@ class _ReadRecord:
     item_id: str
     hashes: list[int]
     shown: str
+    #: Meta's review error on the item ("" when none).
+    rejection: str = ""
+    #: A localized override Meta shows (present; its values are not compared).
+    override: bool = False
 
 
 class ReadBackSpool:
@@ -261,8 +294,13 @@ class ReadBackSpool:
         if retailer_id is None or retailer_id == "":
             raise ValueError(f"a read-back item has no retailer_id: {dict(item)!r}")
         key = id_hash(str(retailer_id))
-        line = orjson.dumps([key, str(retailer_id), readback_hashes(item), shown(item)])
+        error = review_rejection(item)
+        rejection = (error.message or "rejected in Meta's review") if error is not None else ""
+        line = orjson.dumps([key, str(retailer_id), readback_hashes(item), shown(item), rejection])
         self._files[key >> _SHIFT].write(line + b"\n")
+        for name in override_keys(item):
+            okey = id_hash(name)
+            self._files[okey >> _SHIFT].write(orjson.dumps([okey, name, [], "", "", True]) + b"\n")
         self.items += 1
 
     def add_all(self, items: Iterable[Mapping[str, Any]]) -> None:
@@ -325,8 +363,14 @@ def compare(
             )
             mine = next(ledger, None)
             continue
-        counts.items_read += 1
         last_read = theirs.id_hash
+        if theirs.override:  # an override Meta shows: present if the ledger confirmed it
+            if mine is not None and mine[0] == theirs.id_hash:
+                counts.overrides_present += 1
+                mine = next(ledger, None)
+            theirs = next(reads, None)
+            continue
+        counts.items_read += 1
         if mine is None or theirs.id_hash < mine[0]:
             if theirs.id_hash in open_ids:
                 counts.open += 1
@@ -343,12 +387,27 @@ def compare(
             theirs = next(reads, None)
             continue
         counts.items_confirmed += 1
-        if mine[1] != INVALIDATED_HASH and mine[1] in theirs.hashes:
+        if theirs.id_hash in open_ids:
+            counts.open += 1  # rejected, pending or held: the ledger's retries handle it
+        elif theirs.rejection:
+            counts.rejected_in_review += 1
+            emit(
+                Drift(
+                    "rejected_in_review",
+                    theirs.item_id,
+                    theirs.id_hash,
+                    theirs.rejection,
+                    mine[2],
+                )
+            )
+        elif mine[1] != UNCONFIRMED_HASH and mine[1] in theirs.hashes:
             counts.matched += 1
         else:
             counts.stale += 1
             why = (
-                "not re-sent yet since the last repair" if mine[1] == INVALIDATED_HASH else "content differs"
+                "not re-sent since Meta's confirmation was taken back"
+                if mine[1] == UNCONFIRMED_HASH
+                else "content differs"
             )
             emit(
                 Drift(
@@ -399,6 +458,8 @@ class DriftCollector:
         self.writer.writerow(DRIFT_COLUMNS)
         self.samples: list[Drift] = []
         self.invalidate: dict[int, int] = {}
+        #: Items Meta rejected in review: id hash -> (item id, Meta's message), for the ledger.
+        self.rejected_in_review: dict[int, tuple[str, str]] = {}
         self.repair = RepairRequest()
         self.max_repair_items = max_repair_items
 
@@ -408,6 +469,8 @@ class DriftCollector:
             self.samples.append(drift)
         if drift.kind == "unknown":
             return
+        if drift.kind == "rejected_in_review":
+            self.rejected_in_review[drift.id_hash] = (drift.item_id, drift.detail)
         self.invalidate[drift.id_hash] = drift.times
         if self.repair.snapshot:
             return

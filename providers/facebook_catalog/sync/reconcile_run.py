@@ -10,9 +10,11 @@ What it writes, in the synced-products bucket:
   unless the ledger holds it open.
 
 The repair (:func:`invalidate`) takes the ledger's lease like a sync run, and writes one delta in
-which every missing and stale item's confirmed hash is ``INVALIDATED_HASH``
-(:mod:`facebook_catalog.sync.reconcile`): the next sync run that brings the item sends it,
-whatever its content. Unknown items are never touched: they are reported, and stay in the catalog.
+which every missing, stale and rejected-in-review item's confirmed hash is
+:data:`~facebook_catalog.sync.ledger.UNCONFIRMED_HASH`: the next sync run that brings the item
+sends it, whatever its content. An item Meta rejected in review also becomes an open rejection
+(``rejected_by_meta``, Meta's message) in the same commit, so it is in ``open_rejections.csv``.
+Unknown items are never touched: they are reported, and stay in the catalog.
 """
 
 from __future__ import annotations
@@ -31,8 +33,9 @@ from typing import TYPE_CHECKING, Any
 from facebook_catalog.feed.change_detection import id_hash
 from facebook_catalog.storage.ledger_store import LedgerStore, Manifest
 from facebook_catalog.storage.s3 import normalize_prefix, put_object
+from facebook_catalog.sync.changes import open_rejection_rows
+from facebook_catalog.sync.ledger import UNCONFIRMED_HASH, LedgerEntry, meta_code
 from facebook_catalog.sync.reconcile import (
-    INVALIDATED_HASH,
     DriftCollector,
     ReadBackSpool,
     ReconcileCounts,
@@ -114,24 +117,50 @@ def reconcile_key(prefix: str, date: str, name: str) -> str:
     return f"{normalize_prefix(prefix, 'reconcile_prefix')}{date}/{name}"
 
 
-def invalidate(store: LedgerStore, entries: Mapping[int, int], *, run_id: str, now: int) -> int:
-    """Give the drifted items (id hash -> packed times) the invalidated hash, in one ledger commit
-    under the ledger's lease; returns how many were invalidated."""
+def invalidate(
+    store: LedgerStore,
+    entries: Mapping[int, int],
+    *,
+    run_id: str,
+    now: int,
+    rejected_in_review: Mapping[int, tuple[str, str]] | None = None,
+) -> int:
+    """Give the drifted items (id hash -> packed times) the unconfirmed hash, and open the items
+    Meta rejected in review (id hash -> (item id, Meta's message)) as rejected by Meta, in one
+    ledger commit under the ledger's lease; returns how many were invalidated."""
     if not entries:
         return 0
     store.acquire_lease(run_id, now, LEASE_SECONDS)
     try:
         state = store.load()
         manifest = state.manifest
+        rows = {id_hash(str(row["item_id"])): row for row in store.open_rows(manifest)}
+        opened = 0
+        for key, (item_id, message) in (rejected_in_review or {}).items():
+            if key in rows:
+                continue  # already open: its own record (and payload) stays
+            entry = LedgerEntry(
+                item_id,
+                "rejected_by_meta",
+                message=message,
+                code=meta_code(message),
+                first_seen=now,
+                last_seen=now,
+            )
+            rows[key] = entry.to_dict()
+            opened += 1
         store.commit(
             state,
-            {h: (INVALIDATED_HASH, times) for h, times in entries.items()},
-            store.open_rows(manifest),
+            {h: (UNCONFIRMED_HASH, times) for h, times in entries.items()},
+            rows.values(),
             new_items=0,
-            rejections_open=manifest.rejections_open,
+            rejections_open=manifest.rejections_open + opened,
             run_id=run_id,
             now=now,
         )
+        if opened:
+            entries_now = [LedgerEntry.from_dict(row) for row in rows.values()]
+            store.put_open_rejections(open_rejection_rows(entries_now))
     finally:
         store.release_lease(run_id)
     log.info("Ledger: invalidated %d drifted items, so that they are sent again", len(entries))
@@ -193,7 +222,11 @@ def run_reconcile(
     report.drift_csv_uri = f"s3://{bucket}/{csv_key}"
     if repair and collector.invalidate:
         report.invalidated = invalidate(
-            store, collector.invalidate, run_id=run_id, now=int(moment.timestamp())
+            store,
+            collector.invalidate,
+            run_id=run_id,
+            now=int(moment.timestamp()),
+            rejected_in_review=collector.rejected_in_review,
         )
         report.repair_request = collector.repair.conf()
     report.finished_at = datetime.now(timezone.utc).isoformat()

@@ -13,8 +13,8 @@ import pytest
 from facebook_catalog.feed.batching import encoded_update
 from facebook_catalog.feed.change_detection import id_hash
 from facebook_catalog.sync.reconcile import (
-    INVALIDATED_HASH,
     READBACK_FIELDS,
+    UNCONFIRMED_HASH,
     DriftCollector,
     ReadBackSpool,
     compare,
@@ -145,7 +145,7 @@ def test_an_item_open_in_the_ledger_is_neither_unknown_nor_missing() -> None:
 
 def test_an_invalidated_item_stays_stale_until_sent_again() -> None:
     fields = sent("a")
-    counts, _, _ = run([(id_hash("a"), INVALIDATED_HASH, 0)], [as_meta_shows(fields)])
+    counts, _, _ = run([(id_hash("a"), UNCONFIRMED_HASH, 0)], [as_meta_shows(fields)])
     assert counts.stale == 1
 
 
@@ -202,3 +202,47 @@ def test_meta_names_of_optional_fields_map_back_to_the_feeds() -> None:
         READBACK_FIELDS
     )
     assert "status" not in READBACK_FIELDS  # not a field a ProductItem reads back
+
+
+def test_a_confirmed_item_open_in_the_ledger_is_open_not_stale() -> None:
+    # Meta's review rejected it after its run (its confirmation taken back): the ledger's retries
+    # handle it, so the reconcile neither reports nor repairs it.
+    item = sent("sku-1")
+    key = id_hash("sku-1")
+    counts, collector, _ = run([(key, UNCONFIRMED_HASH, 7)], [as_meta_shows(item)], {key: "sku-1"})
+    assert (counts.open, counts.stale, counts.drifted) == (1, 0, 0)
+    assert not collector.repair
+
+
+def test_a_review_rejection_meta_shows_later_is_recorded_and_repaired() -> None:
+    item = sent("sku-1")
+    error = {
+        "error_type": "IMAGE_FETCH_FAILED",
+        "error_priority": "HIGH",
+        "title": "Image couldn't be downloaded",
+    }
+    shown = as_meta_shows(item, review_status="rejected", errors=[error])
+    counts, collector, csv_text = run(ledger_of([item]), [shown])
+    assert (counts.rejected_in_review, counts.matched, counts.drifted, counts.repairable) == (1, 0, 0, 1)
+    assert collector.rejected_in_review == {id_hash("sku-1"): ("sku-1", collector.samples[0].detail)}
+    assert "Image couldn't be downloaded" in collector.samples[0].detail
+    assert collector.repair.ids == ["sku-1"]
+    assert "rejected_in_review,sku-1," in csv_text
+
+
+def test_localized_overrides_meta_shows_are_present_and_missing_ones_reported() -> None:
+    item = sent("sku-1")
+    shown_key, gone_key = id_hash("sku-1|LANGUAGE|en_XX"), id_hash("sku-1|COUNTRY|AE")
+    confirmed = sorted([*ledger_of([item]), (shown_key, 11, 7), (gone_key, 12, 7)])
+    override = {"type": "language", "key": "en_XX", "values": {"title": "Shirt"}}
+    shown = as_meta_shows(item, override_details=[override])
+    counts, collector, _ = run(confirmed, [shown])
+    assert (counts.matched, counts.overrides_present, counts.missing, counts.unknown) == (1, 1, 1, 0)
+    assert [d.id_hash for d in collector.samples] == [gone_key]
+
+
+def test_an_override_meta_shows_that_the_ledger_never_confirmed_is_not_unknown() -> None:
+    item = sent("sku-1")
+    override = {"type": "country", "key": "AE", "values": {"price": "10 AED"}}
+    counts, _, _ = run(ledger_of([item]), [as_meta_shows(item, override_details=[override])])
+    assert (counts.matched, counts.unknown, counts.drifted) == (1, 0, 0)
