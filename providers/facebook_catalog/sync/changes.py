@@ -352,6 +352,7 @@ def record_outcomes(
             rejections_retried=update.counts.rejections_retried + overrides.counts.rejections_retried,
         ),
         update.new_rejections + overrides.new_rejections,
+        update.unconfirmed,
     )
     confirmed = {c.id_hash: (c.content_hash, pack_times(c.first_seen, c.last_seen)) for c in update.confirmed}
     new_ids = array("Q")
