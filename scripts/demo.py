@@ -47,6 +47,10 @@ EN_PRODUCTS = ["Cotton Shirt", "Slim Jeans", "Running Shoes", "Winter Coat", "Le
 AR_PRODUCTS = ["قميص قطني", "بنطال جينز", "حذاء رياضي", "معطف شتوي", "محفظة جلدية", "وشاح صوف"]
 #: The product Meta refuses in the demo: it stays open in the item ledger, the run succeeds.
 REFUSED_PRODUCT = "MW-00042"
+#: The product Meta accepts, then rejects in its review after the batch finished (image fetch).
+REVIEW_REJECTED_PRODUCT = "MW-00077"
+#: Seconds after its batch finished until Meta's review of an item ends, in the demo.
+REVIEW_SECONDS = 6.0
 BRANDS = ["Miswag", "Babylon", "Tigris", "Zagros"]
 BROKEN_ROWS = [
     # (what is wrong, the row's fields after id)
@@ -154,7 +158,11 @@ def main() -> int:
 
     from facebook_catalog.emulator import EmulatorConfig, EmulatorServer
 
-    emulator = EmulatorServer(EmulatorConfig(access_tokens=(TOKEN,), processing_seconds=PROCESSING_SECONDS))
+    emulator = EmulatorServer(
+        EmulatorConfig(
+            access_tokens=(TOKEN,), processing_seconds=PROCESSING_SECONDS, review_seconds=REVIEW_SECONDS
+        )
+    )
     emulator.start()
     try:
         return run_demo(endpoint, emulator)
@@ -178,6 +186,7 @@ def run_demo(endpoint: str, emulator: Any) -> int:
         "poll_interval": "3",
         # A new rejection fails the run (after archiving) beyond this share: one product is not.
         "max_error_ratio": "0.01",
+        "review_wait_seconds": "60",
     }.items():
         os.environ[f"AIRFLOW_VAR_FACEBOOK_CATALOG_{name.upper()}"] = value
 
@@ -202,8 +211,16 @@ def run_demo(endpoint: str, emulator: Any) -> int:
         f"duplicates, {broken} deliberately broken rows"
     )
     # Meta refuses one product (as it does one whose images or policy it will not list).
-    emulator.set_faults(reject_item_ids=[REFUSED_PRODUCT])
+    emulator.set_faults(
+        reject_item_ids=[REFUSED_PRODUCT],
+        review_reject_item_ids=[REVIEW_REJECTED_PRODUCT],
+        review_reject_after_seconds=REVIEW_SECONDS,
+    )
     say(f"Meta (the emulator) will refuse product {REFUSED_PRODUCT}, on every call")
+    say(
+        f"and accept {REVIEW_REJECTED_PRODUCT}, then reject it in its review {REVIEW_SECONDS:.0f} s after "
+        "the batch finished (its image cannot be downloaded)"
+    )
     say()
 
     from facebook_catalog.compat import dag_bag
@@ -232,6 +249,7 @@ def run_demo(endpoint: str, emulator: Any) -> int:
     say(f"  duplicates dropped   {counts['duplicates_dropped']:>6,}  (the last occurrence of an id wins)")
     say(f"  items sent to Meta   {counts['items_sent']:>6,}  in {counts['calls']} items_batch call(s)")
     say(f"  rejected by Meta     {counts['items_rejected_by_meta']:>6,}")
+    say(f"  rejected in review   {counts['items_rejected_in_review']:>6,}  (after the batch finished)")
     rejected_key = report["records"].get("rejected_rows")
     if rejected_key:
         rows = list(csv.DictReader(io.StringIO(s3.read_key(rejected_key, SYNCED_BUCKET))))
@@ -247,6 +265,16 @@ def run_demo(endpoint: str, emulator: Any) -> int:
     say(
         f"  Meta took {timings['seconds_meta_processing'] or 0:.0f} s to process; the task was deferred "
         "meanwhile (under a real scheduler and triggerer that frees the worker slot)"
+    )
+    review = report.get("review") or {}
+    say(
+        f"  Meta's review: {review.get('checked', 0):,} items read back, "
+        f"{review.get('rejected', 0)} rejected; "
+        + (
+            "the task deferred while Meta reviewed (no worker slot held)"
+            if review.get("waited_in_trigger")
+            else "reviewed at the first look"
+        )
     )
     catalog = emulator.items(CATALOG_ID)
     say(f"  items now in the catalog (emulator): {len(catalog):,}")
@@ -285,12 +313,16 @@ def run_demo(endpoint: str, emulator: Any) -> int:
     new_calls = len(emulator.calls()) - calls_before
     say(f"  run state: {getattr(second.state, 'value', second.state)}; tasks: {states}")
     say(f"  nothing to sync: {new_calls} Graph API calls made")
-    say(f"  {REFUSED_PRODUCT} is not due again yet (first retry after 1 h), so it was not re-sent")
+    say(
+        f"  {REFUSED_PRODUCT} and {REVIEW_REJECTED_PRODUCT} are not due again yet (first retry after 1 h), "
+        "so they were not re-sent"
+    )
     ok = (
         str(getattr(run.state, "value", run.state)) == "success"
         and len(catalog) == counts["items_sent"] - counts["items_rejected_by_meta"]
         and REFUSED_PRODUCT not in catalog
-        and counts["rejections_new"] == 1
+        and counts["rejections_new"] == 2
+        and counts["items_rejected_in_review"] == 1
         and not left
         and new_calls == 0
     )

@@ -58,7 +58,10 @@ def get_provider_info() -> dict[str, Any]:
         "triggers": [
             {
                 "integration-name": "Facebook Catalog",
-                "python-modules": ["facebook_catalog.triggers.items_batch"],
+                "python-modules": [
+                    "facebook_catalog.triggers.items_batch",
+                    "facebook_catalog.triggers.item_review",
+                ],
             }
         ],
         "operators": [

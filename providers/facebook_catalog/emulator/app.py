@@ -1,4 +1,9 @@
-"""The aiohttp application: Meta's Catalog Batch endpoints plus the ``/_emulator`` control endpoints."""
+"""The aiohttp application: Meta's Catalog Batch endpoints, the catalog's read edges (``products``,
+``diagnostics``) and the ``/_emulator`` control endpoints.
+
+Every call but items_batch is a Catalog Management call: it counts against that budget
+(``management_calls_per_hour``) and is throttled with 80009 when the budget is spent.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +20,7 @@ from typing import Any
 
 from aiohttp import web
 
+from facebook_catalog.emulator import reads
 from facebook_catalog.emulator.config import EmulatorConfig
 from facebook_catalog.emulator.errors import (
     CODE_CATALOG_BATCH_THROTTLED,
@@ -46,6 +52,11 @@ ERROR_PRIORITIES = ("HIGH", "MEDIUM", "LOW")
 ENDPOINT_ITEMS_BATCH = "items_batch"
 ENDPOINT_BATCH_STATUS = "check_batch_request_status"
 ENDPOINT_CATALOG = "catalog"
+ENDPOINT_PRODUCTS = "products"
+ENDPOINT_DIAGNOSTICS = "diagnostics"
+READ_ENDPOINTS = (ENDPOINT_PRODUCTS, ENDPOINT_DIAGNOSTICS)
+# Never put into a URL the emulator hands back (paging.next): the client sends them again itself.
+CREDENTIAL_PARAMS = ("access_token", "appsecret_proof")
 ENDPOINT_UNKNOWN = "unknown"
 
 VERSION_SEGMENT = re.compile(r"v\d+\.\d+")
@@ -76,7 +87,7 @@ def resolve_route(path: str) -> GraphRoute:
     catalog_id = segments[0]
     if len(segments) == 1:
         return GraphRoute(ENDPOINT_CATALOG, catalog_id)
-    if len(segments) == 2 and segments[1] in (ENDPOINT_ITEMS_BATCH, ENDPOINT_BATCH_STATUS):
+    if len(segments) == 2 and segments[1] in (ENDPOINT_ITEMS_BATCH, ENDPOINT_BATCH_STATUS, *READ_ENDPOINTS):
         return GraphRoute(segments[1], catalog_id)
     return GraphRoute(ENDPOINT_UNKNOWN, catalog_id)
 
@@ -88,6 +99,9 @@ def create_app(config: EmulatorConfig | None = None) -> web.Application:
     app[STATE_KEY] = EmulatorState(config if config is not None else EmulatorConfig())
     app.router.add_get("/_emulator/health", _control_health)
     app.router.add_get("/_emulator/catalogs/{catalog_id}/items", _control_items)
+    app.router.add_delete("/_emulator/catalogs/{catalog_id}/items/{retailer_id}", _control_delete_item)
+    app.router.add_patch("/_emulator/catalogs/{catalog_id}/items/{retailer_id}", _control_edit_item)
+    app.router.add_put("/_emulator/catalogs/{catalog_id}/items/{retailer_id}", _control_put_item)
     app.router.add_get("/_emulator/calls", _control_calls)
     app.router.add_get("/_emulator/faults", _control_get_faults)
     app.router.add_post("/_emulator/faults", _control_set_faults)
@@ -159,10 +173,31 @@ async def _answer_graph_call(
     assert route.catalog_id is not None  # every known endpoint names a catalog
     if route.endpoint == ENDPOINT_ITEMS_BATCH:
         return _items_batch(request, state, route, params, len(body), call)
+    if route.endpoint in READ_ENDPOINTS and state.take_read_throttle():
+        raise _throttled(route, retry_after_seconds=1.0, config=state.config)
+    budget = state.consume_management_call(route.catalog_id)
+    if not budget.allowed:
+        raise _throttled(route, retry_after_seconds=budget.retry_after_seconds, config=state.config)
+    response = _management_call(request, state, route, params, call)
+    if state.config.management_calls_per_hour is not None:
+        response.headers["X-Business-Use-Case-Usage"] = _business_use_case_usage(
+            route.catalog_id, "catalog_management", budget.usage_percent, regain_minutes=0
+        )
+    return response
+
+
+def _management_call(
+    request: web.Request, state: EmulatorState, route: GraphRoute, params: dict[str, bytes], call: CallRecord
+) -> web.Response:
+    assert route.catalog_id is not None
     if route.endpoint == ENDPOINT_BATCH_STATUS:
         return _batch_status(request, state, route, params, call)
     if request.method != "GET":
         raise _unsupported_request(request.method, route.catalog_id)
+    if route.endpoint == ENDPOINT_PRODUCTS:
+        return _products(request, state, route.catalog_id, params, call)
+    if route.endpoint == ENDPOINT_DIAGNOSTICS:
+        return web.json_response({"data": reads.diagnostics_data(state.rejected_by_review(route.catalog_id))})
     return web.json_response(
         {
             "id": route.catalog_id,
@@ -170,6 +205,52 @@ async def _answer_graph_call(
             "product_count": state.product_count(route.catalog_id),
         }
     )
+
+
+def _products(
+    request: web.Request, state: EmulatorState, catalog_id: str, params: dict[str, bytes], call: CallRecord
+) -> web.Response:
+    """GET /{catalog_id}/products: one page of items in read order, with Meta's cursor paging."""
+    fields = reads.parse_fields(_text_param(params, "fields"))
+    product_filter = reads.parse_filter(_text_param(params, "filter"))
+    limit = reads.parse_limit(_text_param(params, "limit"))
+    after = reads.decode_cursor("after", _text_param(params, "after"))
+    before = reads.decode_cursor("before", _text_param(params, "before"))
+    priority = (_text_param(params, "error_priority") or "").upper() or None
+    if priority and priority not in ERROR_PRIORITIES:
+        raise invalid_parameter(
+            f'Param error_priority must be one of {{{", ".join(ERROR_PRIORITIES)}}}, got "{priority}"'
+        )
+    page = state.read_products(
+        catalog_id,
+        match=product_filter.match,
+        retailer_ids=product_filter.retailer_ids,
+        after=after,
+        before=before if after is None else None,
+        limit=limit,
+    )
+    call.record_count = len(page.rows)
+    body: dict[str, Any] = {"data": [reads.product_view(row, fields, priority) for row in page.rows]}
+    if page.rows:
+        first, last = reads.encode_cursor(page.rows[0].position), reads.encode_cursor(page.rows[-1].position)
+        paging: dict[str, Any] = {"cursors": {"before": first, "after": last}}
+        if page.has_after:
+            paging["next"] = _page_url(request, params, "after", last)
+        if page.has_before:
+            paging["previous"] = _page_url(request, params, "before", first)
+        body["paging"] = paging
+    return web.json_response(body)
+
+
+def _page_url(request: web.Request, params: dict[str, bytes], cursor_name: str, cursor: str) -> str:
+    """The same call for the next (or previous) page: a full URL without any credential."""
+    query = {
+        name: value.decode("utf-8", errors="replace")
+        for name, value in params.items()
+        if name not in CREDENTIAL_PARAMS and name not in ("after", "before")
+    }
+    query[cursor_name] = cursor
+    return str(request.url.with_query(query))
 
 
 def _items_batch(
@@ -374,7 +455,7 @@ def _unsupported_request(method: str, catalog_id: str) -> GraphError:
 
 
 def _throttled(route: GraphRoute, *, retry_after_seconds: float, config: EmulatorConfig) -> GraphError:
-    """80014 for items_batch (Catalog Batch budget), 80009 for other catalog calls."""
+    """80014 for items_batch (Catalog Batch budget), 80009 for other catalog calls (the read edges too)."""
     if route.endpoint == ENDPOINT_ITEMS_BATCH:
         code, use_case = CODE_CATALOG_BATCH_THROTTLED, "catalog_batch"
         message = (
@@ -475,6 +556,49 @@ async def _control_health(request: web.Request) -> web.Response:
 async def _control_items(request: web.Request) -> web.Response:
     state = request.app[STATE_KEY]
     return web.json_response({"items": state.items(request.match_info["catalog_id"])})
+
+
+async def _control_delete_item(request: web.Request) -> web.Response:
+    """Delete an item "by hand", as someone in Commerce Manager would (drift)."""
+    catalog_id, retailer_id = request.match_info["catalog_id"], request.match_info["retailer_id"]
+    if not request.app[STATE_KEY].delete_item(catalog_id, retailer_id):
+        return _no_such_item(catalog_id, retailer_id)
+    return web.json_response({"deleted": retailer_id})
+
+
+async def _control_edit_item(request: web.Request) -> web.Response:
+    """Change fields of an item "by hand" (a JSON object; null clears a field)."""
+    catalog_id, retailer_id = request.match_info["catalog_id"], request.match_info["retailer_id"]
+    fields = await _json_object(request)
+    if isinstance(fields, web.Response):
+        return fields
+    item = request.app[STATE_KEY].edit_item(catalog_id, retailer_id, fields)
+    if item is None:
+        return _no_such_item(catalog_id, retailer_id)
+    return web.json_response({"item": item})
+
+
+async def _control_put_item(request: web.Request) -> web.Response:
+    """Create or replace an item outside any batch, as another tool writing to the catalog would."""
+    catalog_id, retailer_id = request.match_info["catalog_id"], request.match_info["retailer_id"]
+    fields = await _json_object(request)
+    if isinstance(fields, web.Response):
+        return fields
+    return web.json_response({"item": request.app[STATE_KEY].put_item(catalog_id, retailer_id, fields)})
+
+
+async def _json_object(request: web.Request) -> dict[str, Any] | web.Response:
+    try:
+        values = json.loads(await request.read() or b"{}")
+    except ValueError:
+        values = None
+    if not isinstance(values, dict):
+        return web.json_response({"error": "the body must be a JSON object of item fields"}, status=400)
+    return values
+
+
+def _no_such_item(catalog_id: str, retailer_id: str) -> web.Response:
+    return web.json_response({"error": f"catalog {catalog_id} has no item {retailer_id!r}"}, status=404)
 
 
 async def _control_calls(request: web.Request) -> web.Response:

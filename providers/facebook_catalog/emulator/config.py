@@ -27,6 +27,11 @@ class EmulatorConfig:
     time_scale: float = 1.0
     # Reported as estimated_time_to_regain_access (minutes) in throttled answers.
     throttle_regain_minutes: int = 1
+    # Catalog Management calls (batch status, catalog, products, diagnostics) each catalog may make
+    # per window of 3600 s / time_scale; None means unlimited (Meta: 20,000 and more an hour).
+    management_calls_per_hour: int | None = None
+    # Seconds from a batch finishing until Meta's review of its items ends ("pending" until then).
+    review_seconds: float = 0.0
 
     def __post_init__(self) -> None:
         if isinstance(self.access_tokens, str):
@@ -46,6 +51,12 @@ class EmulatorConfig:
             )
         if self.time_scale <= 0:
             raise ValueError(f"time_scale must be > 0, got {self.time_scale}")
+        if self.management_calls_per_hour is not None and self.management_calls_per_hour < 1:
+            raise ValueError(
+                f"management_calls_per_hour must be None or >= 1, got {self.management_calls_per_hour}"
+            )
+        if self.review_seconds < 0:
+            raise ValueError(f"review_seconds must be >= 0, got {self.review_seconds}")
         if self.throttle_regain_minutes < 0:
             raise ValueError(f"throttle_regain_minutes must be >= 0, got {self.throttle_regain_minutes}")
 
@@ -53,6 +64,11 @@ class EmulatorConfig:
     def budget_window_seconds(self) -> float:
         """Length of the sliding window the items_batch budget is counted over."""
         return 60.0 / self.time_scale
+
+    @property
+    def management_window_seconds(self) -> float:
+        """Length of the sliding window the Catalog Management budget is counted over."""
+        return 3600.0 / self.time_scale
 
     def public_summary(self) -> dict[str, Any]:
         """The settings without any credential, for the health endpoint."""
@@ -64,4 +80,6 @@ class EmulatorConfig:
             "time_scale": self.time_scale,
             "budget_window_seconds": self.budget_window_seconds,
             "throttle_regain_minutes": self.throttle_regain_minutes,
+            "management_calls_per_hour": self.management_calls_per_hour,
+            "review_seconds": self.review_seconds,
         }

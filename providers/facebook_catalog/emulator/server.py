@@ -153,6 +153,11 @@ class EmulatorServer:
         reject_item_ids: tuple[str, ...] | list[str] = (),
         reject_items_where: dict[str, str] | None = None,
         seed: int | None = None,
+        review_reject_item_ids: tuple[str, ...] | list[str] = (),
+        review_reject_where: dict[str, str] | None = None,
+        review_reject_after_seconds: float = 0.0,
+        review_reject_reason: str = "image",
+        throttle_reads_next: int = 0,
     ) -> None:
         """Replace the fault plan; options not given are cleared."""
         self.state.set_faults(
@@ -167,8 +172,25 @@ class EmulatorServer:
                 reject_item_ids=tuple(reject_item_ids),
                 reject_items_where=dict(reject_items_where or {}),
                 seed=seed,
+                review_reject_item_ids=tuple(review_reject_item_ids),
+                review_reject_where=dict(review_reject_where or {}),
+                review_reject_after_seconds=review_reject_after_seconds,
+                review_reject_reason=review_reject_reason,
+                throttle_reads_next=throttle_reads_next,
             )
         )
+
+    def delete_item(self, catalog_id: str, retailer_id: str) -> bool:
+        """Delete an item by hand (drift); False when there is none."""
+        return self.state.delete_item(catalog_id, retailer_id)
+
+    def edit_item(self, catalog_id: str, retailer_id: str, **fields: Any) -> dict[str, Any] | None:
+        """Change an item's fields by hand (drift); None when there is none."""
+        return self.state.edit_item(catalog_id, retailer_id, fields)
+
+    def put_item(self, catalog_id: str, retailer_id: str, **fields: Any) -> dict[str, Any]:
+        """Create an item outside any batch (one another tool wrote)."""
+        return self.state.put_item(catalog_id, retailer_id, fields)
 
     def reset(self) -> None:
         """Clear catalogs, handles, the call log, faults and budgets."""

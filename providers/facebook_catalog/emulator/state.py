@@ -3,10 +3,18 @@
 All methods are thread-safe: the HTTP handlers run on the server's event loop while tests read
 ``items()`` and ``calls()`` from their own thread. No method awaits, so a plain lock is enough.
 Batches settle lazily: every look first applies the batches whose processing time has passed.
+
+Meta's read side: every item keeps the place it was first created at (a deleted and re-created item
+gets its old place back), so reading ``/products`` in that order with a cursor never skips or
+repeats an item while others change. An item is reviewed when its batch finishes: its review ends
+``review_seconds`` later (config) or ``review_reject_after_seconds`` later when a review fault picks
+it, and until then it shows ``review_status`` "pending". An item updated by a later batch is
+reviewed again from that batch's finish; edits "by hand" (control calls) are not reviewed.
 """
 
 from __future__ import annotations
 
+import bisect
 import copy
 import dataclasses
 import math
@@ -15,7 +23,7 @@ import secrets
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, NamedTuple, cast
 
@@ -23,6 +31,7 @@ from facebook_catalog.emulator.config import EmulatorConfig
 from facebook_catalog.emulator.validation import (
     METHOD_CREATE,
     METHOD_DELETE,
+    METHOD_UPDATE,
     PLAIN_VALUE_TYPES,
     ItemVerdict,
     check_record,
@@ -35,6 +44,85 @@ HandleFate = Literal["normal", "error", "stuck"]
 
 # check_batch_request_status returns samples of errors and warnings; the totals stay exact.
 STATUS_SAMPLE_SIZE = 100
+# Meta's numeric product item ids are 16 digits; the emulator counts up from here.
+PRODUCT_ID_BASE = 7_000_000_000_000_000
+
+
+@dataclass(frozen=True)
+class ReviewRejection:
+    """What Meta's later review found wrong with an item: its ProductItemError and diagnostic group."""
+
+    error_type: str
+    title: str
+    description: str
+    # The catalog diagnostics group (``type``) the item is counted in.
+    diagnostic_type: str
+
+    def item_error(self) -> dict[str, str]:
+        """One entry of the item's ``errors`` field, in Meta's ProductItemError shape."""
+        return {
+            "error_type": self.error_type,
+            "error_priority": "HIGH",
+            "title": self.title,
+            "description": self.description,
+        }
+
+
+REVIEW_REJECTIONS: dict[str, ReviewRejection] = {
+    "image": ReviewRejection(
+        error_type="IMAGE_FETCH_FAILED",
+        title="Image couldn't be downloaded",
+        description=(
+            "We couldn't download the image at image_link. Check that the URL is publicly reachable "
+            "and points to a JPEG or PNG image (injected)"
+        ),
+        diagnostic_type="IMAGE_QUALITY",
+    ),
+    "policy": ReviewRejection(
+        error_type="POLICY_VIOLATION",
+        title="Item rejected: doesn't comply with Commerce Policies",
+        description="This item doesn't comply with Meta's Commerce Policies and won't be shown (injected)",
+        diagnostic_type="POLICY_VIOLATION",
+    ),
+}
+
+
+@dataclass(frozen=True)
+class ItemReview:
+    """Meta's review of one item: when it ends and, if the item fails it, why."""
+
+    due_at: float
+    rejection: str | None
+
+    def status(self, now: float) -> str:
+        if now < self.due_at:
+            return "pending"
+        return "rejected" if self.rejection is not None else "approved"
+
+    def errors(self, now: float) -> list[dict[str, str]]:
+        if self.rejection is None or now < self.due_at:
+            return []
+        return [REVIEW_REJECTIONS[self.rejection].item_error()]
+
+
+@dataclass(frozen=True)
+class ProductRow:
+    """One item as the products edge reads it: its place, Meta's id, its fields and its review."""
+
+    position: int
+    product_id: str
+    item: dict[str, Any]
+    review_status: str
+    errors: list[dict[str, str]]
+
+
+@dataclass(frozen=True)
+class ProductsRead:
+    """One page of the products edge, and whether items lie before or after it."""
+
+    rows: list[ProductRow]
+    has_before: bool
+    has_after: bool
 
 
 @dataclass
@@ -58,6 +146,17 @@ class FaultPlan:
     # The same by rule: an item is rejected when a field's value contains the given text (case
     # ignored), e.g. {"title": "forbidden"}, so a fixed row is accepted again.
     reject_items_where: dict[str, str] = dataclasses.field(default_factory=dict)
+    # Items Meta accepts and stores but rejects in its later review (image fetch, policy): their
+    # batch finishes cleanly; ``review_reject_after_seconds`` after it finished the item shows
+    # review_status "rejected" and an ``errors`` entry on the products edge and in diagnostics.
+    review_reject_item_ids: tuple[str, ...] = ()
+    # The same by rule, like ``reject_items_where`` (a fixed and re-sent item passes review).
+    review_reject_where: dict[str, str] = dataclasses.field(default_factory=dict)
+    review_reject_after_seconds: float = 0.0
+    # What the review found: "image" (image_link could not be downloaded) or "policy".
+    review_reject_reason: str = "image"
+    # The next N read calls (products, diagnostics) answer 80009, Catalog Management throttling.
+    throttle_reads_next: int = 0
     seed: int | None = None
 
     def __post_init__(self) -> None:
@@ -67,6 +166,7 @@ class FaultPlan:
             "drop_next",
             "error_handles_next",
             "stuck_handles_next",
+            "throttle_reads_next",
         ):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
@@ -84,6 +184,24 @@ class FaultPlan:
         if not isinstance(rules, Mapping) or not all(isinstance(v, str) for v in rules.values()):
             raise ValueError(f"reject_items_where must map field names to text, got {rules!r}")
         self.reject_items_where = {str(k): v.lower() for k, v in rules.items()}
+        ids = self.review_reject_item_ids
+        if isinstance(ids, str) or not all(isinstance(i, str) for i in ids):
+            raise ValueError(f"review_reject_item_ids must be a list of item ids, got {ids!r}")
+        self.review_reject_item_ids = tuple(ids)
+        review_rules = self.review_reject_where
+        if not isinstance(review_rules, Mapping) or not all(
+            isinstance(v, str) for v in review_rules.values()
+        ):
+            raise ValueError(f"review_reject_where must map field names to text, got {review_rules!r}")
+        self.review_reject_where = {str(k): v.lower() for k, v in review_rules.items()}
+        after = self.review_reject_after_seconds
+        if isinstance(after, bool) or not isinstance(after, int | float) or after < 0:
+            raise ValueError(f"review_reject_after_seconds must be a non-negative number, got {after!r}")
+        if self.review_reject_reason not in REVIEW_REJECTIONS:
+            raise ValueError(
+                f"review_reject_reason must be one of {', '.join(REVIEW_REJECTIONS)}, "
+                f"got {self.review_reject_reason!r}"
+            )
         if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, int)):
             raise ValueError(f"seed must be an integer or null, got {self.seed!r}")
 
@@ -284,6 +402,14 @@ class EmulatorState:
         self._budget_calls: dict[str, deque[float]] = {}
         self._faults = FaultPlan()
         self._random = random.Random()
+        self._management_calls: dict[str, deque[float]] = {}
+        # Read order of each catalog: retailer ids by the place each was first created at.
+        self._order: dict[str, list[str]] = {}
+        self._positions: dict[str, dict[str, int]] = {}
+        self._product_ids: dict[str, list[int]] = {}
+        self._next_product_id = PRODUCT_ID_BASE
+        # Reviews not yet ended or ended in a rejection; an item without one is approved.
+        self._reviews: dict[str, dict[str, ItemReview]] = {}
 
     # Faults
 
@@ -315,6 +441,14 @@ class EmulatorState:
                 kind = "server_error"
             return FaultDecision(latency_seconds=float(plan.latency_seconds), kind=kind)
 
+    def take_read_throttle(self) -> bool:
+        """Whether this read call (products, diagnostics) is throttled by ``throttle_reads_next``."""
+        with self._lock:
+            if self._faults.throttle_reads_next:
+                self._faults.throttle_reads_next -= 1
+                return True
+            return False
+
     def _take_handle_fate(self) -> HandleFate:
         plan = self._faults
         if plan.error_handles_next:
@@ -329,13 +463,28 @@ class EmulatorState:
 
     def consume_batch_call(self, catalog_id: str) -> BudgetDecision:
         """Count one items_batch call against the catalog's sliding window, unless it is full."""
-        limit = self.config.batch_calls_per_minute
+        config = self.config
+        return self._consume(
+            self._budget_calls, catalog_id, config.batch_calls_per_minute, config.budget_window_seconds
+        )
+
+    def consume_management_call(self, catalog_id: str) -> BudgetDecision:
+        """The same for a Catalog Management call (status, catalog, products, diagnostics)."""
+        return self._consume(
+            self._management_calls,
+            catalog_id,
+            self.config.management_calls_per_hour,
+            self.config.management_window_seconds,
+        )
+
+    def _consume(
+        self, windows: dict[str, deque[float]], catalog_id: str, limit: int | None, window: float
+    ) -> BudgetDecision:
         if limit is None:
             return BudgetDecision(allowed=True, usage_percent=0, retry_after_seconds=0.0)
-        window = self.config.budget_window_seconds
         with self._lock:
             now = self._clock()
-            calls = self._budget_calls.setdefault(catalog_id, deque())
+            calls = windows.setdefault(catalog_id, deque())
             while calls and calls[0] <= now - window:
                 calls.popleft()
             if len(calls) >= limit:
@@ -424,7 +573,9 @@ class EmulatorState:
                 # emulator_items_batch validate 14.4-15.7 CPU µs an item without, 10.3-11.0 with
                 # (3 A/B runs, 2026-12-02).
                 if not self._pending and not projection.has_deletes and self.config.processing_seconds <= 0:
-                    catalog.update(projection.changed_items())
+                    changed = projection.changed_items()
+                    catalog.update(changed)
+                    self._applied(catalog_id, changed, now)
                 else:
                     batch.operations = [
                         Operation(line, verdict.method, verdict.retailer_id, verdict.fields)
@@ -462,13 +613,44 @@ class EmulatorState:
         while self._pending and now - self._pending[0].created_at >= processing:
             batch = self._pending.pop(0)
             catalog = self._catalogs.setdefault(batch.catalog_id, {})
+            written: dict[str, dict[str, Any]] = {}
             for operation in batch.operations:
                 item = apply_operation(catalog.get(operation.retailer_id), operation)
                 if item is None:
                     catalog.pop(operation.retailer_id, None)
+                    written.pop(operation.retailer_id, None)
+                    self._reviews.get(batch.catalog_id, {}).pop(operation.retailer_id, None)
                 else:
                     catalog[operation.retailer_id] = item
+                    written[operation.retailer_id] = item
             batch.operations = []
+            self._applied(batch.catalog_id, written, batch.created_at + processing)
+
+    def _applied(self, catalog_id: str, written: Mapping[str, dict[str, Any]], finished_at: float) -> None:
+        """Give new items their read place and start Meta's review of every written item."""
+        positions = self._positions.setdefault(catalog_id, {})
+        for retailer_id in written:
+            if retailer_id not in positions:
+                self._place(catalog_id, retailer_id)
+        plan = self._faults
+        review_seconds = self.config.review_seconds
+        reviews = self._reviews.setdefault(catalog_id, {})
+        if not (reviews or review_seconds or plan.review_reject_item_ids or plan.review_reject_where):
+            return  # every item is approved at once: nothing to remember
+        rejected_ids = frozenset(plan.review_reject_item_ids)
+        rules = plan.review_reject_where
+        for retailer_id, item in written.items():
+            rejected = retailer_id in rejected_ids or any(
+                text in str(item.get(name, "")).lower() for name, text in rules.items()
+            )
+            if rejected:
+                reviews[retailer_id] = ItemReview(
+                    finished_at + plan.review_reject_after_seconds, plan.review_reject_reason
+                )
+            elif review_seconds:
+                reviews[retailer_id] = ItemReview(finished_at + review_seconds, None)
+            else:
+                reviews.pop(retailer_id, None)
 
     def _projection(self, catalog_id: str) -> _CatalogProjection:
         projection = _CatalogProjection(self._catalogs.get(catalog_id, {}))
@@ -503,6 +685,133 @@ class EmulatorState:
             self._settle(self._clock())
             return len(self._catalogs.get(catalog_id, {}))
 
+    def read_products(
+        self,
+        catalog_id: str,
+        *,
+        match: Callable[[Mapping[str, Any]], bool],
+        retailer_ids: Iterable[str] | None,
+        after: int | None,
+        before: int | None,
+        limit: int,
+    ) -> ProductsRead:
+        """Up to ``limit`` items that ``match``, in read order, after (or before) a place.
+
+        ``retailer_ids`` narrows the candidates first (a filter on retailer_id), so reading a few
+        ids of a large catalog does not walk all of it.
+        """
+        with self._lock:
+            now = self._clock()
+            self._settle(now)
+            catalog = self._catalogs.get(catalog_id, {})
+            order = self._order.get(catalog_id, [])
+            product_ids = self._product_ids.get(catalog_id, [])
+            reviews = self._reviews.get(catalog_id, {})
+            candidates: Sequence[int]
+            if retailer_ids is None:
+                candidates = range(len(order))
+            else:
+                positions = self._positions.get(catalog_id, {})
+                candidates = sorted({positions[r] for r in retailer_ids if r in positions})
+
+            def row_at(position: int) -> ProductRow | None:
+                retailer_id = order[position]
+                item = catalog.get(retailer_id)
+                if item is None or not match(item):
+                    return None
+                review = reviews.get(retailer_id)
+                return ProductRow(
+                    position=position,
+                    product_id=str(product_ids[position]),
+                    item=dict(item),
+                    review_status=review.status(now) if review else "approved",
+                    errors=review.errors(now) if review else [],
+                )
+
+            rows: list[ProductRow] = []
+            if before is not None:
+                # Walk back from the cursor, then put the page in read order.
+                index = bisect.bisect_left(candidates, before) - 1
+                while index >= 0 and len(rows) < limit:
+                    row = row_at(candidates[index])
+                    index -= 1
+                    if row is not None:
+                        rows.append(row)
+                rows.reverse()
+                has_before = any(row_at(candidates[i]) is not None for i in range(index, -1, -1))
+                return ProductsRead(rows, has_before=has_before, has_after=True)
+            index = bisect.bisect_right(candidates, after) if after is not None else 0
+            while index < len(candidates) and len(rows) < limit:
+                row = row_at(candidates[index])
+                index += 1
+                if row is not None:
+                    rows.append(row)
+            has_after = False
+            while index < len(candidates):
+                if row_at(candidates[index]) is not None:
+                    has_after = True
+                    break
+                index += 1
+            return ProductsRead(rows, has_before=after is not None, has_after=has_after)
+
+    def rejected_by_review(self, catalog_id: str) -> dict[str, list[str]]:
+        """Retailer ids whose review ended in a rejection, by the rejection's reason."""
+        with self._lock:
+            now = self._clock()
+            self._settle(now)
+            found: dict[str, list[str]] = {}
+            catalog = self._catalogs.get(catalog_id, {})
+            for retailer_id, review in self._reviews.get(catalog_id, {}).items():
+                if review.rejection is not None and now >= review.due_at and retailer_id in catalog:
+                    found.setdefault(review.rejection, []).append(retailer_id)
+            return found
+
+    # Drift "by hand" (as someone in Commerce Manager would): no batch, no review
+
+    def delete_item(self, catalog_id: str, retailer_id: str) -> bool:
+        """Delete one item; False when the catalog has no such item."""
+        with self._lock:
+            self._settle(self._clock())
+            self._reviews.get(catalog_id, {}).pop(retailer_id, None)
+            return self._catalogs.get(catalog_id, {}).pop(retailer_id, None) is not None
+
+    def edit_item(
+        self, catalog_id: str, retailer_id: str, fields: Mapping[str, Any]
+    ) -> dict[str, Any] | None:
+        """Change fields of one item (None clears a field); None when the catalog has no such item."""
+        with self._lock:
+            self._settle(self._clock())
+            catalog = self._catalogs.get(catalog_id, {})
+            current = catalog.get(retailer_id)
+            if current is None:
+                return None
+            changes = {name: value for name, value in fields.items() if name != "id"}
+            item = item_after_by_rule(current, METHOD_UPDATE, changes)
+            assert item is not None  # an update never deletes
+            catalog[retailer_id] = item
+            return copy.deepcopy(item)
+
+    def put_item(self, catalog_id: str, retailer_id: str, fields: Mapping[str, Any]) -> dict[str, Any]:
+        """Create or replace one item, e.g. one another tool added; it is approved at once."""
+        with self._lock:
+            now = self._clock()
+            self._settle(now)
+            item = item_after_by_rule(None, METHOD_CREATE, {**fields, "id": retailer_id})
+            assert item is not None
+            self._catalogs.setdefault(catalog_id, {})[retailer_id] = item
+            self._reviews.get(catalog_id, {}).pop(retailer_id, None)
+            if retailer_id not in self._positions.get(catalog_id, {}):
+                self._place(catalog_id, retailer_id)
+            return copy.deepcopy(item)
+
+    def _place(self, catalog_id: str, retailer_id: str) -> None:
+        """Give a new item the next read place and Meta id; it keeps both for good."""
+        order = self._order.setdefault(catalog_id, [])
+        self._positions.setdefault(catalog_id, {})[retailer_id] = len(order)
+        order.append(retailer_id)
+        self._product_ids.setdefault(catalog_id, []).append(self._next_product_id)
+        self._next_product_id += 1
+
     # Call log
 
     def record_call(self, call: CallRecord) -> None:
@@ -522,5 +831,10 @@ class EmulatorState:
             self._pending.clear()
             self._calls.clear()
             self._budget_calls.clear()
+            self._management_calls.clear()
+            self._order.clear()
+            self._positions.clear()
+            self._product_ids.clear()
+            self._reviews.clear()
             self._faults = FaultPlan()
             self._random = random.Random()

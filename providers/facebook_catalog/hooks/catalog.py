@@ -1,6 +1,10 @@
 """Hooks for Meta's Catalog Batch API: a synchronous one for operators, an asynchronous one for
 triggers. Both take every decision through :mod:`facebook_catalog.hooks.graph_api`, so they give
 the same results, raise the same exceptions and retry by the same policy.
+
+Reading the catalog back (``iter_product_pages``) yields one page at a time, so memory holds one
+page however large the catalog; reads are paced to the Catalog Management budget once Meta has
+throttled one (80009), as items_batch calls are to the Catalog Batch budget.
 """
 
 from __future__ import annotations
@@ -8,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
@@ -16,6 +20,8 @@ import requests
 from airflow.providers.common.compat.sdk import BaseHook
 
 from facebook_catalog.hooks.graph_api import (
+    CATALOG_READ_FIELDS,
+    DEFAULT_PRODUCTS_PAGE_SIZE,
     MISSING_CATALOG_ID_ON_CONNECTION,
     BatchStatus,
     CallPacer,
@@ -24,17 +30,22 @@ from facebook_catalog.hooks.graph_api import (
     GraphApiSettings,
     ItemsBatchResponse,
     MissingCatalogIdError,
+    ProductsCursor,
     RetryState,
     ThrottledGraphApiError,
     auth_headers,
     batch_status_params,
     catalog_params,
     connection_error,
+    diagnostics_params,
     error_from_response,
     items_batch_form,
     parse_batch_status_response,
+    parse_diagnostics,
     parse_items_batch_response,
     parse_json_body,
+    parse_products_page,
+    retailer_id_filters,
     settings_from_connection,
 )
 
@@ -53,6 +64,18 @@ DEFAULT_STATUS_CONCURRENCY = 8
 ITEMS_BATCH = "items_batch"
 BATCH_STATUS = "check_batch_request_status"
 CATALOG = "catalog"
+PRODUCTS = "products"
+DIAGNOSTICS = "diagnostics"
+READ_ENDPOINTS = frozenset({PRODUCTS, DIAGNOSTICS})
+
+
+def _read_filters(retailer_ids: Iterable[str] | None, product_filter: str | None) -> Iterator[str | None]:
+    """The filter of each paged read: one per chunk of ids, or the caller's filter as it is."""
+    if retailer_ids is None:
+        yield product_filter
+        return
+    for ids_filter in retailer_id_filters(retailer_ids):
+        yield ids_filter if not product_filter else f'{{"and":[{ids_filter},{product_filter}]}}'
 
 
 def _payload_bytes(payload: bytes | str) -> bytes:
@@ -84,6 +107,10 @@ class _FacebookCatalogHookBase(BaseHook):
         self.transient_retries = 0
         #: Paces this hook's items_batch calls to the Catalog Batch budget once Meta reveals it.
         self.items_batch_pacer = CallPacer()
+        #: Paces its reads (products, diagnostics) to the Catalog Management budget the same way.
+        self.read_pacer = CallPacer()
+        #: Graph calls the reads made (pages and diagnostics), for reports and benchmarks.
+        self.read_calls = 0
 
     def _settings_from(self, conn: Any, extra: dict[str, Any]) -> GraphApiSettings:
         return settings_from_connection(
@@ -105,19 +132,35 @@ class _FacebookCatalogHookBase(BaseHook):
 
     def _items_batch_pause(self) -> float:
         """Seconds to wait before the next items_batch call to stay within the learned budget."""
-        wait = self.items_batch_pacer.wait_before_call()
+        return self._pause(self.items_batch_pacer, ITEMS_BATCH)
+
+    def _read_pause(self, endpoint: str) -> float:
+        """The same for the next read call, under the Catalog Management budget."""
+        return self._pause(self.read_pacer, endpoint)
+
+    def _pause(self, pacer: CallPacer, endpoint: str) -> float:
+        wait = pacer.wait_before_call()
         if wait:
             # A wait of a few milliseconds (the pacer's margin) is not worth a line in the task log.
             self.log.log(
                 logging.INFO if wait >= 0.1 else logging.DEBUG,
-                "Pacing items_batch to Meta's call budget: waiting %.1f s",
+                "Pacing %s to Meta's call budget: waiting %.1f s",
+                endpoint,
                 wait,
             )
         return wait
 
+    def _read_done(self) -> None:
+        self.read_pacer.record_accepted()
+        self.read_calls += 1
+
     def _note_refusal(self, endpoint: str, error: GraphApiError) -> None:
-        if endpoint == ITEMS_BATCH and isinstance(error, ThrottledGraphApiError):
+        if not isinstance(error, ThrottledGraphApiError):
+            return
+        if endpoint == ITEMS_BATCH:
             self.items_batch_pacer.record_refusal(error.retry_after)
+        elif endpoint in READ_ENDPOINTS:
+            self.read_pacer.record_refusal(error.retry_after)
 
     def _count_retries(self, state: RetryState) -> None:
         self.throttled_retries += state.throttled_retries
@@ -217,6 +260,51 @@ class FacebookCatalogHook(_FacebookCatalogHookBase):
             "GET", settings.catalog_url, CATALOG, params=catalog_params(settings), retry_policy=retry_policy
         )
         return body if isinstance(body, dict) else {}
+
+    def iter_product_pages(
+        self,
+        fields: Sequence[str] = CATALOG_READ_FIELDS,
+        *,
+        retailer_ids: Iterable[str] | None = None,
+        product_filter: str | None = None,
+        page_size: int = DEFAULT_PRODUCTS_PAGE_SIZE,
+    ) -> Iterator[list[dict[str, Any]]]:
+        """The catalog's items as the products edge shows them, one page (list of dicts) at a time.
+
+        ``retailer_ids`` reads only those items (chunked into retailer_id filters; ids Meta does
+        not have are simply absent); ``product_filter`` is Meta's JSON filter, ANDed with it.
+        """
+        settings = self.settings
+        for read_filter in _read_filters(retailer_ids, product_filter):
+            cursor = ProductsCursor(settings, fields, product_filter=read_filter, page_size=page_size)
+            request: tuple[str, dict[str, str]] | None = cursor.first_request()
+            while request is not None:
+                wait = self._read_pause(PRODUCTS)
+                if wait:
+                    time.sleep(wait)
+                url, params = request
+                page = parse_products_page(self._call("GET", url, PRODUCTS, params=params))
+                self._read_done()
+                if page.items:
+                    yield page.items
+                request = cursor.next_request(page)
+
+    def iter_products(
+        self, fields: Sequence[str] = CATALOG_READ_FIELDS, **kwargs: Any
+    ) -> Iterator[dict[str, Any]]:
+        """:meth:`iter_product_pages`, item by item."""
+        for page in self.iter_product_pages(fields, **kwargs):
+            yield from page
+
+    def get_diagnostics(self) -> list[dict[str, Any]]:
+        """The catalog's diagnostics groups (type, title, severity, number_of_affected_items, ...)."""
+        settings = self.settings
+        wait = self._read_pause(DIAGNOSTICS)
+        if wait:
+            time.sleep(wait)
+        body = self._call("GET", settings.diagnostics_url, DIAGNOSTICS, params=diagnostics_params(settings))
+        self._read_done()
+        return parse_diagnostics(body)
 
     def test_connection(self) -> tuple[bool, str]:
         """Airflow's connection test: one call, no retries, so the UI answers at once."""
@@ -348,6 +436,61 @@ class FacebookCatalogAsyncHook(_FacebookCatalogHookBase):
             session, "GET", settings.catalog_url, CATALOG, params=catalog_params(settings)
         )
         return body if isinstance(body, dict) else {}
+
+    async def iter_product_pages(
+        self,
+        fields: Sequence[str] = CATALOG_READ_FIELDS,
+        *,
+        retailer_ids: Iterable[str] | None = None,
+        product_filter: str | None = None,
+        page_size: int = DEFAULT_PRODUCTS_PAGE_SIZE,
+        session: aiohttp.ClientSession | None = None,
+        deadline: float | None = None,
+    ) -> AsyncIterator[list[dict[str, Any]]]:
+        """The synchronous hook's :meth:`FacebookCatalogHook.iter_product_pages`, over aiohttp.
+
+        All pages go over ``session`` (or one session of its own); ``deadline`` (epoch seconds)
+        bounds the retries as in :meth:`get_batch_status`.
+        """
+        settings = await self.get_settings()
+        owned = session is None
+        active = session or self.new_session()
+        try:
+            for read_filter in _read_filters(retailer_ids, product_filter):
+                cursor = ProductsCursor(settings, fields, product_filter=read_filter, page_size=page_size)
+                request: tuple[str, dict[str, str]] | None = cursor.first_request()
+                while request is not None:
+                    wait = self._read_pause(PRODUCTS)
+                    if wait:
+                        await asyncio.sleep(wait)
+                    url, params = request
+                    body = await self._call(active, "GET", url, PRODUCTS, deadline=deadline, params=params)
+                    page = parse_products_page(body)
+                    self._read_done()
+                    if page.items:
+                        yield page.items
+                    request = cursor.next_request(page)
+        finally:
+            if owned:
+                await active.close()
+
+    async def iter_products(
+        self, fields: Sequence[str] = CATALOG_READ_FIELDS, **kwargs: Any
+    ) -> AsyncIterator[dict[str, Any]]:
+        async for page in self.iter_product_pages(fields, **kwargs):
+            for item in page:
+                yield item
+
+    async def get_diagnostics(self, session: aiohttp.ClientSession | None = None) -> list[dict[str, Any]]:
+        settings = await self.get_settings()
+        wait = self._read_pause(DIAGNOSTICS)
+        if wait:
+            await asyncio.sleep(wait)
+        body = await self._call(
+            session, "GET", settings.diagnostics_url, DIAGNOSTICS, params=diagnostics_params(settings)
+        )
+        self._read_done()
+        return parse_diagnostics(body)
 
     async def _post_items_batch(
         self, session: aiohttp.ClientSession | None, settings: GraphApiSettings, payload: bytes

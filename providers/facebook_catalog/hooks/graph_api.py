@@ -15,9 +15,10 @@ import random
 import re
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 DEFAULT_BASE_URL = "https://graph.facebook.com"
 DEFAULT_API_VERSION = "v25.0"
@@ -99,6 +100,14 @@ class GraphApiSettings:
     @property
     def batch_status_url(self) -> str:
         return f"{self.catalog_url}/check_batch_request_status"
+
+    @property
+    def products_url(self) -> str:
+        return f"{self.catalog_url}/products"
+
+    @property
+    def diagnostics_url(self) -> str:
+        return f"{self.catalog_url}/diagnostics"
 
     @property
     def secrets(self) -> tuple[str, ...]:
@@ -199,6 +208,199 @@ def catalog_params(settings: GraphApiSettings) -> dict[str, str]:
     if proof:
         params["appsecret_proof"] = proof
     return params
+
+
+# ------------------------------------------------------------------ reading the catalog back
+#: The products edge's read names of feed fields (``fields=name`` reads what the feed sent as title).
+READ_NAMES_OF_FEED_FIELDS = {"title": "name", "link": "url", "image_link": "image_url"}
+#: What Meta's review shows about an item: enough to record its rejection.
+REVIEW_FIELDS = ("retailer_id", "review_status", "errors")
+#: An item's content as the feed sent it, under the products edge's read names, with its review.
+CATALOG_READ_FIELDS = (
+    "id",
+    "retailer_id",
+    "name",
+    "description",
+    "price",
+    "sale_price",
+    "availability",
+    "condition",
+    "url",
+    "image_url",
+    "brand",
+    "review_status",
+    "errors",
+)
+#: Items a page asks for (Meta's default is 25; fewer, larger pages spend less of the budget).
+DEFAULT_PRODUCTS_PAGE_SIZE = 500
+#: A retailer_id filter names at most this many ids, and its JSON at most this many characters,
+#: so the GET's URL stays well within what servers accept (8 KiB request lines are common).
+RETAILER_ID_FILTER_MAX_IDS = 200
+RETAILER_ID_FILTER_MAX_CHARS = 3000
+_CREDENTIAL_PARAMS = frozenset({"access_token", "appsecret_proof"})
+
+
+def products_params(
+    settings: GraphApiSettings,
+    fields: Iterable[str],
+    *,
+    product_filter: str | None = None,
+    limit: int = DEFAULT_PRODUCTS_PAGE_SIZE,
+    after: str | None = None,
+) -> dict[str, str]:
+    """Query of one products page; ``product_filter`` is Meta's JSON filter, already encoded."""
+    params = {"fields": ",".join(fields), "limit": str(limit)}
+    if product_filter:
+        params["filter"] = product_filter
+    if after:
+        params["after"] = after
+    proof = settings.appsecret_proof
+    if proof:
+        params["appsecret_proof"] = proof
+    return params
+
+
+def diagnostics_params(settings: GraphApiSettings) -> dict[str, str]:
+    params: dict[str, str] = {}
+    proof = settings.appsecret_proof
+    if proof:
+        params["appsecret_proof"] = proof
+    return params
+
+
+def retailer_id_filters(
+    retailer_ids: Iterable[str],
+    *,
+    max_ids: int = RETAILER_ID_FILTER_MAX_IDS,
+    max_chars: int = RETAILER_ID_FILTER_MAX_CHARS,
+) -> Iterator[str]:
+    """``{"retailer_id": {"is_any": [...]}}`` filters that together name every id once."""
+    chunk: list[str] = []
+    size = 0
+    for retailer_id in dict.fromkeys(str(r) for r in retailer_ids):
+        cost = len(json.dumps(retailer_id)) + 1
+        if chunk and (len(chunk) >= max_ids or size + cost > max_chars):
+            yield _is_any_filter(chunk)
+            chunk, size = [], 0
+        chunk.append(retailer_id)
+        size += cost
+    if chunk:
+        yield _is_any_filter(chunk)
+
+
+def _is_any_filter(retailer_ids: list[str]) -> str:
+    return json.dumps({"retailer_id": {"is_any": retailer_ids}}, separators=(",", ":"))
+
+
+@dataclass(frozen=True)
+class ProductsPage:
+    """One page of the products edge: its items and where the next page is (None: last page)."""
+
+    items: list[dict[str, Any]]
+    after: str | None
+    next_url: str | None
+
+
+def parse_products_page(body: Any) -> ProductsPage:
+    data = body.get("data") if isinstance(body, dict) else None
+    if not isinstance(data, list):
+        raise GraphApiResponseError(
+            f"products answered without a 'data' list: {str(body)[:200]}", endpoint="products"
+        )
+    paging: dict[str, Any] = body.get("paging") or {}
+    if not isinstance(paging, dict):
+        paging = {}
+    cursors: dict[str, Any] = paging.get("cursors") or {}
+    if not isinstance(cursors, dict):
+        cursors = {}
+    after = cursors.get("after")
+    next_url = paging.get("next")
+    return ProductsPage(
+        items=[item for item in data if isinstance(item, dict)],
+        after=str(after) if after else None,
+        next_url=str(next_url) if next_url else None,
+    )
+
+
+def parse_diagnostics(body: Any) -> list[dict[str, Any]]:
+    data = body.get("data") if isinstance(body, dict) else None
+    if not isinstance(data, list):
+        raise GraphApiResponseError(
+            f"diagnostics answered without a 'data' list: {str(body)[:200]}", endpoint="diagnostics"
+        )
+    return [group for group in data if isinstance(group, dict)]
+
+
+class ProductsCursor:
+    """One paged read of the products edge: the request of each page, from the page before.
+
+    It follows ``paging.next`` when that URL is on the connection's host (the token travels in a
+    header, so a URL elsewhere is never called), else the ``after`` cursor; no ``next``: done.
+    """
+
+    def __init__(
+        self,
+        settings: GraphApiSettings,
+        fields: Iterable[str],
+        *,
+        product_filter: str | None = None,
+        page_size: int = DEFAULT_PRODUCTS_PAGE_SIZE,
+    ) -> None:
+        self.settings = settings
+        self.params = products_params(settings, fields, product_filter=product_filter, limit=page_size)
+        self._seen_after: set[str] = set()
+
+    def first_request(self) -> tuple[str, dict[str, str]]:
+        return self.settings.products_url, dict(self.params)
+
+    def next_request(self, page: ProductsPage) -> tuple[str, dict[str, str]] | None:
+        if page.next_url is None or page.after in self._seen_after:
+            return None  # the last page (or a cursor that does not move, which would never end)
+        if page.after is not None:
+            self._seen_after.add(page.after)
+        parts = urlsplit(page.next_url)
+        home = urlsplit(self.settings.base_url)
+        if (parts.scheme, parts.netloc) == (home.scheme, home.netloc):
+            params = {
+                k: v for k, v in parse_qsl(parts.query, keep_blank_values=True) if k not in _CREDENTIAL_PARAMS
+            }
+            proof = self.settings.appsecret_proof
+            if proof:
+                params["appsecret_proof"] = proof
+            return urlunsplit((parts.scheme, parts.netloc, parts.path, "", "")), params
+        if page.after is None:
+            return None
+        return self.settings.products_url, {**self.params, "after": page.after}
+
+
+@dataclass(frozen=True)
+class MetaItemError:
+    """One error Meta shows on a stored item (ProductItemError): its text and, when given, its type."""
+
+    message: str
+    code: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"message": self.message, "code": self.code}
+
+
+def item_errors(item: Mapping[str, Any]) -> list[MetaItemError]:
+    """The errors of one products-edge item, read liberally (title/description or message)."""
+    found: list[MetaItemError] = []
+    for entry in item.get("errors") or []:
+        if isinstance(entry, str):
+            found.append(MetaItemError(entry))
+            continue
+        if not isinstance(entry, dict):
+            continue
+        title = str(entry.get("title") or "").strip()
+        detail = str(entry.get("description") or entry.get("message") or "").strip()
+        message = f"{title}: {detail}" if title and detail and detail != title else (title or detail)
+        code = entry.get("error_type") or entry.get("code")
+        found.append(
+            MetaItemError(message or "Meta shows an error on this item", str(code) if code else None)
+        )
+    return found
 
 
 # --------------------------------------------------------------------------------------------
@@ -726,3 +928,120 @@ def batches_error_event(
         "batches": [s.to_dict() for s in final.values()],
         "error": error.to_dict() if error else None,
     }
+
+
+# ------------------------------------------------------------------ Meta's review of sent items
+#: The review_status of an item Meta has not finished reviewing. Any other value ("" included:
+#: catalogs whose items are not reviewed show none) means the review is over.
+REVIEW_PENDING = "pending"
+REVIEW_REJECTED = "rejected"
+#: Error priorities that make an item rejected; MEDIUM and LOW errors are advice, not refusals
+#: (Meta's partner guide polls ``error_priority=HIGH``). An error without a priority counts.
+REJECTING_PRIORITIES = frozenset({"HIGH", ""})
+#: Rejections, unreviewed and missing ids an event carries as samples (the counts stay exact).
+REVIEW_SAMPLES = 20
+
+
+def review_rejection(item: Mapping[str, Any]) -> MetaItemError | None:
+    """Why Meta rejected a stored item (its first rejecting error), or None if it did not."""
+    errors = [
+        error
+        for entry, error in zip(item.get("errors") or [], item_errors(item), strict=False)
+        if not isinstance(entry, dict)
+        or str(entry.get("error_priority") or "").upper() in REJECTING_PRIORITIES
+    ]
+    if errors:
+        return errors[0]
+    if str(item.get("review_status") or "").lower() == REVIEW_REJECTED:
+        return MetaItemError("Meta's review rejected this item (it shows no error text)")
+    return None
+
+
+class ItemReviewWait:
+    """One wait for Meta's review of a run's items: what the rounds found, and when it ends.
+
+    Each round reads the still-pending ids (``retailer_id`` filter, :data:`REVIEW_FIELDS`). An
+    item is done when its review_status is not "pending"; it is rejected when it shows a
+    rejecting error or review_status "rejected". An id a complete round does not return is
+    ``missing`` (Meta does not hold it: the reconcile's business, not this wait's). When the
+    deadline passes, the ids still pending are ``unreviewed``: they count as confirmed now.
+    The trigger and the operator's in-worker path decide through it, like :class:`BatchStatusWait`.
+    """
+
+    def __init__(
+        self,
+        catalog_id: str,
+        retailer_ids: Iterable[str],
+        deadline: float,
+        *,
+        rejected: Mapping[str, Mapping[str, Any]] | None = None,
+        checked: int | None = None,
+        missing: int = 0,
+    ) -> None:
+        self.catalog_id = catalog_id
+        self.pending = list(dict.fromkeys(str(i) for i in retailer_ids))
+        self.deadline = deadline
+        self.rejected: dict[str, dict[str, Any]] = {k: dict(v) for k, v in (rejected or {}).items()}
+        self.checked = len(self.pending) + len(self.rejected) if checked is None else checked
+        self.missing = missing
+        self.rounds = 0
+        self._seen: set[str] = set()
+        self._still_pending: set[str] = set()
+
+    def keep(self, items: Iterable[Mapping[str, Any]]) -> None:
+        """Note items read in this round."""
+        for item in items:
+            retailer_id = str(item.get("retailer_id") or "")
+            if not retailer_id:
+                continue
+            self._seen.add(retailer_id)
+            rejection = review_rejection(item)
+            if rejection is not None:
+                self.rejected[retailer_id] = rejection.to_dict()
+            elif str(item.get("review_status") or "").lower() == REVIEW_PENDING:
+                self._still_pending.add(retailer_id)
+
+    def end_round(self, *, complete: bool = True, now: float | None = None) -> dict[str, Any] | None:
+        """The event the wait ends with after this round, or None to read again.
+
+        ``complete=False``: the round's read failed part way; ids it did not reach stay pending.
+        """
+        self.rounds += 1
+        remaining = []
+        for retailer_id in self.pending:
+            if retailer_id in self.rejected:
+                continue
+            if retailer_id in self._still_pending or (not complete and retailer_id not in self._seen):
+                remaining.append(retailer_id)
+            elif retailer_id not in self._seen:
+                self.missing += 1
+        self.pending = remaining
+        self._seen, self._still_pending = set(), set()
+        if not self.pending:
+            return self.event("success")
+        if (time.time() if now is None else now) >= self.deadline:
+            return self.event("success", deadline_passed=True)
+        return None
+
+    def seconds_left(self, now: float | None = None) -> float:
+        return max(0.0, self.deadline - (time.time() if now is None else now))
+
+    def failed(self, error: GraphApiError) -> dict[str, Any]:
+        """The event when Meta answers a read with a permanent error: what was found so far."""
+        return self.event("error", message=str(error))
+
+    def event(
+        self, status: str, *, deadline_passed: bool = False, message: str | None = None
+    ) -> dict[str, Any]:
+        return {
+            "status": status,
+            "catalog_id": self.catalog_id,
+            "checked": self.checked,
+            "rejected": dict(self.rejected),
+            "unreviewed_count": len(self.pending),
+            "unreviewed_samples": self.pending[:REVIEW_SAMPLES],
+            "missing_count": self.missing,
+            "deadline_passed": deadline_passed,
+            "rounds": self.rounds,
+            "message": message,
+        }

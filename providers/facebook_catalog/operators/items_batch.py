@@ -4,6 +4,15 @@ The operator is Airflow's side of a sync: it coerces its templated arguments, bu
 and stores, and hands them to the sync core (:mod:`facebook_catalog.sync`), which reads, posts,
 tracks changes and decides the outcome. Waiting for Meta is the trigger's job
 (:class:`~facebook_catalog.triggers.items_batch.FacebookCatalogBatchStatusTrigger`).
+
+After the batches finished, Meta's review of the sent items (image fetch, policy) is read back
+when ``review_wait_seconds`` > 0 and the item ledger is on: a first look in the worker (a few
+paged reads), then, only if items are still under review, a deferral to
+:class:`~facebook_catalog.triggers.item_review.FacebookCatalogItemReviewTrigger`, which holds no
+worker slot. Items Meta shows rejecting errors for become open rejections (``rejected_by_meta``
+with Meta's message and error type), exactly like batch-time rejections. When the deadline
+passes, items still under review count as confirmed now; the daily reconcile compares the whole
+catalog later, and a later run that sends them again looks at them again.
 """
 
 from __future__ import annotations
@@ -20,11 +29,24 @@ from airflow.sdk import BaseOperator
 
 from facebook_catalog.feed.batching import MAX_PAYLOAD_BYTES, MAX_REQUESTS_PER_CALL, item_fields
 from facebook_catalog.hooks.catalog import DEFAULT_CONN_ID, FacebookCatalogHook
-from facebook_catalog.hooks.graph_api import FacebookCatalogError, GraphApiRetryPolicy, batches_success_event
+from facebook_catalog.hooks.graph_api import (
+    FacebookCatalogError,
+    GraphApiRetryPolicy,
+    ItemReviewWait,
+    batches_success_event,
+)
 from facebook_catalog.links.commerce_manager import CATALOG_ID_XCOM_KEY, FacebookCatalogLink
 from facebook_catalog.sync.outcome import Outcome, Submission
-from facebook_catalog.sync.posting import poll_until_final, post_batches
-from facebook_catalog.sync.settings import WaitSettings, is_template, parse_bool, retry_policy, wait_settings
+from facebook_catalog.sync.posting import poll_until_final, post_batches, read_review_round
+from facebook_catalog.sync.settings import (
+    WaitSettings,
+    is_template,
+    parse_bool,
+    parse_number,
+    retry_policy,
+    wait_settings,
+)
+from facebook_catalog.triggers.item_review import FacebookCatalogItemReviewTrigger
 from facebook_catalog.triggers.items_batch import DEFAULT_POLL_INTERVAL, FacebookCatalogBatchStatusTrigger
 
 if TYPE_CHECKING:
@@ -42,6 +64,11 @@ DEFERRAL_GRACE = timedelta(minutes=5)
 DEFAULT_TIMEOUT = timedelta(hours=3)
 #: What the operator submitted before it deferred (a Submission), kept for execute_complete.
 SUBMISSION_XCOM_KEY = "facebook_catalog_submission"
+#: The batches' final event, kept for execute_review_complete while Meta's review is waited for.
+BATCH_EVENT_XCOM_KEY = "facebook_catalog_batch_event"
+#: The review check reads back at most this many of a run's items (the trigger's kwargs hold the
+#: ids still under review); the rest count as confirmed unchecked and are left to the reconcile.
+REVIEW_MAX_ITEMS = 50_000
 #: Up to this many rows, a run reads only the ledger blocks its ids fall in; beyond, all of it.
 SPARSE_LEDGER_ROWS = 200_000
 #: The ledger's lease outlives the wait's deadline by this much, so a crashed run frees it.
@@ -102,6 +129,9 @@ class FacebookCatalogItemsBatchOperator(BaseOperator):
     :param retry_rejected: re-send every open rejection of the item ledger now (templated).
     :param retry_hours: hours after each rejection by Meta before the item is re-sent from its
         stored payload, e.g. "1,6,24"; after the last, it stays open without retries (templated).
+    :param review_wait_seconds: after the batches finished, how long to wait for Meta's review of
+        the sent items (image fetch, policy) and record the items it rejects; 0 reads nothing
+        (templated). Needs the item ledger (``records_bucket`` with ``detect_changes``).
     :param rejections_fail_task: whether too many new rejections (over ``max_error_ratio``)
         fail this task. The sync DAG passes False: it archives the accounted files first, then
         fails the run.
@@ -129,6 +159,7 @@ class FacebookCatalogItemsBatchOperator(BaseOperator):
         "full_sync",
         "retry_rejected",
         "retry_hours",
+        "review_wait_seconds",
     )
     template_fields_renderers = {"items": "json"}
     operator_extra_links = (FacebookCatalogLink(),)
@@ -154,6 +185,7 @@ class FacebookCatalogItemsBatchOperator(BaseOperator):
         full_sync: bool | str = False,
         retry_rejected: bool | str = False,
         retry_hours: str | Sequence[float] = "1,6,24",
+        review_wait_seconds: float | str = 0.0,
         rejections_fail_task: bool = True,
         max_requests_per_call: int = MAX_REQUESTS_PER_CALL,
         max_payload_bytes: int = MAX_PAYLOAD_BYTES,
@@ -179,6 +211,7 @@ class FacebookCatalogItemsBatchOperator(BaseOperator):
         self.full_sync = full_sync
         self.retry_rejected = retry_rejected
         self.retry_hours = retry_hours
+        self.review_wait_seconds = review_wait_seconds
         self.rejections_fail_task = rejections_fail_task
         self.max_requests_per_call = max_requests_per_call
         self.max_payload_bytes = max_payload_bytes
@@ -188,9 +221,17 @@ class FacebookCatalogItemsBatchOperator(BaseOperator):
         self._unsettled_run: str | None = None
         if not is_template(poll_interval, timeout, max_error_ratio):
             self._wait_settings()
+        if not is_template(review_wait_seconds):
+            self._review_wait()
 
     def _wait_settings(self) -> WaitSettings:
         return wait_settings(self.poll_interval, self.timeout, self.max_error_ratio)
+
+    def _review_wait(self) -> timedelta:
+        seconds = parse_number(self.review_wait_seconds, "review_wait_seconds")
+        if seconds < 0:
+            raise ValueError(f"review_wait_seconds must not be negative, not {self.review_wait_seconds!r}")
+        return timedelta(seconds=seconds)
 
     @cached_property
     def hook(self) -> FacebookCatalogHook:
@@ -224,7 +265,7 @@ class FacebookCatalogItemsBatchOperator(BaseOperator):
                 store.acquire_lease(
                     context["run_id"],
                     ledger.utc_now(),
-                    (wait.timeout + DEFERRAL_GRACE + LEASE_GRACE).total_seconds(),
+                    (wait.timeout + self._review_wait() + 2 * DEFERRAL_GRACE + LEASE_GRACE).total_seconds(),
                 )
                 self._unsettled_run = store.mark_unsettled(context["run_id"], ledger.utc_now())
                 if self._unsettled_run:
@@ -249,7 +290,7 @@ class FacebookCatalogItemsBatchOperator(BaseOperator):
         deadline = time.time() + wait.timeout.total_seconds()
         if not self.deferrable:
             event = poll_until_final(self.hook, handles, deadline, wait.poll_interval)
-            return self._complete(context, submission, event)
+            return self._review_then_complete(context, submission, event)
         context["ti"].xcom_push(key=SUBMISSION_XCOM_KEY, value=submission.to_dict())
         self.log.info(
             "Posted %d items in %d calls; deferring until Meta finishes handles %s (deadline in %s)",
@@ -404,13 +445,89 @@ class FacebookCatalogItemsBatchOperator(BaseOperator):
     # ------------------------------------------------------------------ completion
     def execute_complete(self, context: Context, event: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
         """Turn the trigger's event into the task's outcome, and record it."""
+        return self._review_then_complete(context, self._pushed_submission(context), event)
+
+    def execute_review_complete(
+        self, context: Context, event: dict[str, Any], **kwargs: Any
+    ) -> dict[str, Any]:
+        """The review trigger's event: complete the run with the batches' event kept before."""
+        ti = context["ti"]
+        batch_event = ti.xcom_pull(task_ids=ti.task_id, key=BATCH_EVENT_XCOM_KEY, map_indexes=ti.map_index)
+        return self._complete(context, self._pushed_submission(context), batch_event or {}, review=event)
+
+    def _pushed_submission(self, context: Context) -> Submission:
         ti = context["ti"]
         submitted = ti.xcom_pull(task_ids=ti.task_id, key=SUBMISSION_XCOM_KEY, map_indexes=ti.map_index)
-        return self._complete(context, Submission.from_dict(submitted), event)
+        return Submission.from_dict(submitted)
 
-    def _complete(self, context: Context, submission: Submission, event: Mapping[str, Any]) -> dict[str, Any]:
+    def _review_then_complete(
+        self, context: Context, submission: Submission, event: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        """Read Meta's review of the items its batches accepted, then complete (module docstring)."""
+        review_wait = self._review_wait()
+        records = self._records(context)
+        store = self._ledger_store(submission.catalog_id) if submission.catalog_id else None
+        if not review_wait or records is None or store is None or event.get("status") != "success":
+            return self._complete(context, submission, event)
+        from facebook_catalog.sync.changes import reviewable_item_ids
+
+        retailer_ids, unchecked = reviewable_item_ids(
+            records, submission, list(event.get("batches") or []), limit=REVIEW_MAX_ITEMS
+        )
+        if not retailer_ids:
+            return self._complete(context, submission, event)
+        wait = ItemReviewWait(
+            str(submission.catalog_id), retailer_ids, time.time() + review_wait.total_seconds()
+        )
+        poll_interval = self._wait_settings().poll_interval
+        # The hook also posted when the task did not defer: count only the review's reads.
+        calls_before, throttled_before = self.hook.read_calls, self.hook.throttled_retries
+        review = read_review_round(self.hook, wait)
+        while review is None and not self.deferrable:
+            time.sleep(min(poll_interval, wait.seconds_left()))
+            review = read_review_round(self.hook, wait)
+        if review is not None:
+            review.update(
+                read_calls=self.hook.read_calls - calls_before,
+                throttled_retries=self.hook.throttled_retries - throttled_before,
+                not_checked=unchecked,
+            )
+            return self._complete(context, submission, event, review=review)
+        context["ti"].xcom_push(key=BATCH_EVENT_XCOM_KEY, value=dict(event))
+        self.log.info(
+            "%d of %d items are still in Meta's review; deferring until it ends (at most %s)",
+            len(wait.pending),
+            wait.checked,
+            review_wait,
+        )
+        self.defer(
+            trigger=FacebookCatalogItemReviewTrigger(
+                catalog_id=str(submission.catalog_id),
+                retailer_ids=wait.pending,
+                deadline=wait.deadline,
+                poll_interval=poll_interval,
+                facebook_catalog_conn_id=self.facebook_catalog_conn_id,
+                retry_policy=self.hook.retry_policy.to_dict(),
+                rejected=wait.rejected,
+                checked=wait.checked,
+                missing=wait.missing,
+                not_checked=unchecked,
+                read_calls=self.hook.read_calls - calls_before,
+                throttled_retries=self.hook.throttled_retries - throttled_before,
+            ),
+            method_name="execute_review_complete",
+            timeout=review_wait + DEFERRAL_GRACE,
+        )
+
+    def _complete(
+        self,
+        context: Context,
+        submission: Submission,
+        event: Mapping[str, Any],
+        review: Mapping[str, Any] | None = None,
+    ) -> dict[str, Any]:
         max_error_ratio = self._wait_settings().max_error_ratio
-        outcome = Outcome(submission, event)
+        outcome = Outcome(submission, event, review)
         store = self._ledger_store(submission.catalog_id) if submission.catalog_id else None
         try:
             ledger_failure = self._record_ledger(context, store, submission, outcome)
@@ -427,10 +544,11 @@ class FacebookCatalogItemsBatchOperator(BaseOperator):
         # Too many new rejections, but every item accounted for: the DAG archives, then fails.
         summary["rejection_failure"] = failure
         self.log.info(
-            "Meta finished %d batches: %d items sent, %d rejected, %d warnings",
+            "Meta finished %d batches: %d items sent, %d rejected, %d rejected in review, %d warnings",
             len(outcome.batches),
             summary["items_sent"],
             summary["items_rejected_by_meta"],
+            summary["items_rejected_in_review"],
             summary["warnings_total_count"],
         )
         return summary
@@ -450,6 +568,7 @@ class FacebookCatalogItemsBatchOperator(BaseOperator):
                 records,
                 submission,
                 outcome.batches,
+                review_rejections=outcome.review_rejections,
                 schedule=self._retry_schedule(),
                 run_id=context["run_id"],
             )

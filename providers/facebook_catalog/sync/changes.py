@@ -7,7 +7,8 @@ ledger"):
   (``items_unchanged``), unless the run is a ``full_sync``.
 * Open rejections are re-sent on their backoff schedule, or all at once with ``retry_rejected``.
 * Only items Meta confirmed update the confirmed state: their call got a handle, the handle
-  ``finished``, and the item's id is not among the handle's invalid ones. A handle whose
+  ``finished``, the item's id is not among the handle's invalid ones, and Meta's review (when
+  the run waited for it) did not reject it. A handle whose
   invalid-id list may have been cut short confirms nothing (its items become pending).
 * Writing the ledger is part of accounting for the snapshot: if it fails, the run fails and
   its files stay in landing.
@@ -229,12 +230,44 @@ def stored_payloads(records: RunRecords) -> Any:
     return payloads
 
 
+def reviewable_item_ids(
+    records: RunRecords, submission: Submission, batches: list[dict[str, Any]], *, limit: int
+) -> tuple[list[str], int]:
+    """The ids of the items Meta's batches accepted (the ones the ledger would confirm), read from
+    the run's stored payloads, at most ``limit`` of them; and how many were left out."""
+    statuses = {b["handle"]: b["status"] for b in batches}
+    invalid = invalid_ids_by_handle(batches)
+    found: list[str] = []
+    left_out = 0
+    for number, (handle, count) in enumerate(submission.call_handles, start=1):
+        refused, complete = invalid.get(handle, ([], True)) if handle else ([], False)
+        if handle is None or statuses.get(handle) != "finished" or not complete:
+            continue  # nothing of the call is confirmed: nothing to look at
+        if len(found) >= limit:
+            left_out += int(count) - len(refused)
+            continue
+        data = records.get(records.payload_name(number))
+        if data is None:
+            log.warning(
+                "The run's payload %s is missing; its items are not checked for Meta's review", number
+            )
+            continue
+        skip = set(refused)
+        ids = [str((r.get("data") or {}).get("id", "")) for r in orjson.loads(data)]
+        ids = [i for i in ids if i and i not in skip]
+        room = limit - len(found)
+        found.extend(ids[:room])
+        left_out += max(0, len(ids) - room)
+    return found, left_out
+
+
 def record_outcomes(
     store: LedgerStore,
     records: RunRecords,
     submission: Submission,
     batches: list[dict[str, Any]],
     *,
+    review_rejections: Mapping[str, tuple[str, str | None]] | None = None,
     schedule: RetrySchedule,
     run_id: str,
     now: int | None = None,
@@ -256,6 +289,7 @@ def record_outcomes(
         statuses={b["handle"]: b["status"] for b in batches},
         invalid_ids=invalid_ids_by_handle(batches),
         messages=meta_messages(batches, submission.validation_samples),
+        review_rejections=dict(review_rejections or {}),
     )
     update = settle_run(
         before,

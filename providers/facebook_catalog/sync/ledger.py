@@ -19,7 +19,10 @@ The rules a run follows (:class:`LedgerRun` while sending, :func:`settle_run` on
   of them with ``retry_rejected``, are re-sent from their stored payload. After the last step
   an entry stays open without further retries.
 * Meta confirming an item closes its entry. An item Meta rejects is a **new** rejection unless it
-  was already open as rejected by Meta with the same content. Items whose batch did not finish
+  was already open as rejected by Meta with the same content. An item of a finished batch that
+  Meta's later review rejects (image fetch, policy: ``RunAnswer.review_rejections``) is rejected
+  the same way, with Meta's message and error type as its code; one still under review when the
+  run's review wait ends counts as confirmed. Items whose batch did not finish
   become ``pending``, due at once: they go again next run.
 """
 
@@ -80,7 +83,8 @@ class LedgerEntry:
     #: Content hash of the content last attempted (or rejected by the feed: 0).
     content_hash: int = 0
     message: str = ""
-    code: int | None = None
+    #: Meta's numeric code (batch time), or its error type (review, e.g. "IMAGE_FETCH_FAILED").
+    code: int | str | None = None
     first_seen: int = 0
     last_seen: int = 0
     attempts: int = 0
@@ -232,6 +236,8 @@ class RunAnswer:
     invalid_ids: Mapping[str, tuple[list[str], bool]]
     #: item id -> Meta's message (from the batches' error samples and the calls' validation)
     messages: Mapping[str, str] = field(default_factory=dict)
+    #: item id -> (message, error type) of items of finished batches that Meta's review rejected
+    review_rejections: Mapping[str, tuple[str, str | None]] = field(default_factory=dict)
 
 
 @dataclass
@@ -268,6 +274,7 @@ def settle_run(
     rejected: list[int] = []
     pending: list[int] = []
     calls_needed: set[int] = set()
+    review_refused = {id_hash(i) for i in answer.review_rejections}
     start = 0
     for number, (handle, count) in enumerate(answer.calls, start=1):
         end = start + count
@@ -283,6 +290,8 @@ def settle_run(
             calls_needed.add(number)
             continue
         refused = {id_hash(i) for i in invalid}
+        if review_refused:
+            refused |= review_refused.intersection(sent.ids[k] for k in positions)
         if refused:
             calls_needed.add(number)
         for k in positions:
@@ -305,7 +314,13 @@ def settle_run(
         item_id, payload = stored.get(key) or (
             (before.item_id, before.payload) if before else (f"#{key:016x}", None)
         )
-        message = answer.messages.get(item_id) or (before.message if before else "") or "rejected by Meta"
+        review = answer.review_rejections.get(item_id)
+        message = (
+            (review[0] if review else None)
+            or answer.messages.get(item_id)
+            or (before.message if before else "")
+            or "rejected by Meta"
+        )
         same = (
             before is not None and before.outcome == "rejected_by_meta" and before.content_hash == hashes[key]
         )
@@ -317,7 +332,7 @@ def settle_run(
             outcome="rejected_by_meta",
             content_hash=hashes[key],
             message=message,
-            code=meta_code(message),
+            code=(review[1] if review and review[1] else None) or meta_code(message),
             first_seen=before.first_seen if before is not None and same else now,
             last_seen=now,
             attempts=attempts,

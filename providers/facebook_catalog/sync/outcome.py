@@ -54,6 +54,9 @@ RUN_COUNTS: tuple[RunCount, ...] = (
     RunCount("items_confirmed", None, None, in_summary=False),
     RunCount("items_sent", "items sent", "ItemsSent"),
     RunCount("items_rejected_by_meta", "items Meta rejected", "ItemsRejectedByMeta"),
+    # Meta's review after the batches finished (image fetch, policy): README, "Meta's review".
+    RunCount("items_rejected_in_review", "items Meta rejected in review", "ItemsRejectedInReview"),
+    RunCount("items_unreviewed", None, None, in_summary=False),
     RunCount("warnings_from_meta", None, None),
     RunCount("calls", None, None),
     RunCount("handles", "batch handles", "BatchHandles"),
@@ -133,10 +136,22 @@ class MetaTotals:
 
 @dataclass
 class Outcome:
-    """A run's submission and the event its wait ended with (``status``, ``batches``, ...)."""
+    """A run's submission, the event its wait ended with (``status``, ``batches``, ...) and,
+    when the run read Meta's review back, the review wait's event."""
 
     submission: Submission
     event: Mapping[str, Any] = field(default_factory=dict)
+    review: Mapping[str, Any] | None = None
+
+    @property
+    def review_rejections(self) -> dict[str, tuple[str, str | None]]:
+        """Item id -> (message, error type) of the items Meta's review rejected."""
+        rejected = (self.review or {}).get("rejected") or {}
+        return {
+            str(item_id): (str(found.get("message") or "rejected in Meta's review"), found.get("code"))
+            for item_id, found in rejected.items()
+            if isinstance(found, Mapping)
+        }
 
     @property
     def batches(self) -> list[dict[str, Any]]:
@@ -151,8 +166,35 @@ class Outcome:
 
     @property
     def throttled_retries(self) -> int:
-        """Throttled retries of the posting and of the wait."""
-        return int(self.submission.throttled_retries or 0) + int(self.event.get("throttled_retries") or 0)
+        """Throttled retries of the posting, of the wait and of the review's reads."""
+        return (
+            int(self.submission.throttled_retries or 0)
+            + int(self.event.get("throttled_retries") or 0)
+            + int((self.review or {}).get("throttled_retries") or 0)
+        )
+
+    def review_section(self) -> dict[str, Any] | None:
+        """The report's ``review``: what reading Meta's review back found (docs/report.md)."""
+        if self.review is None:
+            return None
+        review = self.review
+        return {
+            "status": review.get("status"),
+            "message": review.get("message"),
+            "checked": int(review.get("checked") or 0),
+            "rejected": len(self.review_rejections),
+            "unreviewed": int(review.get("unreviewed_count") or 0),
+            "missing": int(review.get("missing_count") or 0),
+            "not_checked": int(review.get("not_checked") or 0),
+            "deadline_passed": bool(review.get("deadline_passed")),
+            "read_calls": int(review.get("read_calls") or 0),
+            "waited_in_trigger": bool(review.get("waited_in_trigger")),
+            "samples": [
+                {"id": item_id, "message": message, "code": code}
+                for item_id, (message, code) in list(self.review_rejections.items())[:REPORT_SAMPLES]
+            ],
+            "unreviewed_samples": list(review.get("unreviewed_samples") or []),
+        }
 
     @property
     def statuses(self) -> dict[str, str]:
@@ -207,6 +249,7 @@ class Outcome:
             "handles": submission.handles,
             "statuses": self.statuses,
             "items_rejected_by_meta": totals.rejected_items,
+            "items_rejected_in_review": len(self.review_rejections),
             "errors_total_count": totals.errors,
             "warnings_total_count": totals.warnings,
             "error_samples": [e for b in batches for e in b.get("errors") or []][:MESSAGE_SAMPLES],
@@ -225,6 +268,8 @@ class Outcome:
         derived = {
             "items_sent": int(submission.items_sent or 0),
             "items_rejected_by_meta": totals.rejected_items,
+            "items_rejected_in_review": len(self.review_rejections),
+            "items_unreviewed": int((self.review or {}).get("unreviewed_count") or 0),
             "warnings_from_meta": totals.warnings,
             "calls": int(submission.calls or 0),
             "handles": len(submission.handles),
@@ -259,6 +304,7 @@ class Outcome:
             "validation_samples": list(submission.validation_samples),
             "invalid_item_ids": _invalid_ids(batches),
             "rejected_samples": list(submission.rejected_samples),
+            "review": self.review_section(),
             "timings": {
                 "started_at": started_at.isoformat() if started_at else None,
                 "posted_at": posted_at.isoformat() if posted_at else None,

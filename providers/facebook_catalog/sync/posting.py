@@ -25,9 +25,11 @@ from facebook_catalog.feed.batching import (
     split_encoded,
 )
 from facebook_catalog.hooks.graph_api import (
+    REVIEW_FIELDS,
     BatchStatusWait,
     FacebookCatalogError,
     GraphApiError,
+    ItemReviewWait,
     PermanentGraphApiError,
 )
 from facebook_catalog.sync.outcome import MESSAGE_SAMPLES
@@ -114,3 +116,18 @@ def poll_until_final(
         if event is not None:
             return event
         time.sleep(wait.next_round_in(poll_interval))
+
+
+def read_review_round(hook: FacebookCatalogHook, wait: ItemReviewWait) -> dict[str, Any] | None:
+    """One round of the review wait in the worker (the operator's first look, and every round
+    with ``deferrable=False``): the same decisions as the trigger's rounds."""
+    complete = True
+    try:
+        for page in hook.iter_product_pages(REVIEW_FIELDS, retailer_ids=wait.pending):
+            wait.keep(page)
+    except PermanentGraphApiError as error:
+        return wait.failed(error)
+    except GraphApiError as error:
+        log.warning("Reading the items' review failed, will read again: %s", error)
+        complete = False
+    return wait.end_round(complete=complete)

@@ -123,6 +123,11 @@ SYNC_SETTINGS: tuple[SyncSetting, ...] = (
         "retry_hours", "1,6,24", "hours after each Meta rejection before the item is re-sent; then kept open"
     ),
     SyncSetting(
+        "review_wait_seconds",
+        300.0,
+        "seconds to wait for Meta's review of the sent items after their batches finished; 0: no check",
+    ),
+    SyncSetting(
         "metrics_namespace", "FacebookCatalogSync", "CloudWatch namespace of the run metrics; empty: none"
     ),
     SyncSetting("sns_topic_arn", "", "SNS topic for failure alerts; empty: no alerts"),
@@ -179,6 +184,7 @@ def sync_operator_arguments(settings: Mapping[str, Any]) -> dict[str, Any]:
         "full_sync": settings["full_sync"],
         "retry_rejected": settings["retry_rejected"],
         "retry_hours": settings["retry_hours"],
+        "review_wait_seconds": settings["review_wait_seconds"],
         "graph_api_retry_policy": {
             "backoff_base": settings["retry_backoff_seconds"],
             "max_throttle_wait": settings["max_throttle_wait_seconds"],
