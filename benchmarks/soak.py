@@ -79,8 +79,12 @@ SYNC_VARIABLES = {
     "timeout_minutes": "0.2",
     "retry_backoff_seconds": "0.05",
     "max_throttle_wait_seconds": "0.5",
+    # The check of Meta's review after the batches finished waits at most this long.
+    "review_wait_seconds": "5",
 }
 PROCESSING_SECONDS = 0.3
+#: Meta's review of an item ends this long after its batch finished (time-scaled).
+REVIEW_SECONDS = 0.5
 CHILD_RESULT = "SOAK-DAG-RESULT "
 
 log = logging.getLogger("soak")
@@ -254,6 +258,11 @@ class HourFaults:
     stuck_handle: bool = False
     reject_once: list[str] = field(default_factory=list)
     reject_forever: list[str] = field(default_factory=list)
+    #: rejected by Meta's review after their batch finished (once), the image or a policy
+    review_reject: list[str] = field(default_factory=list)
+    review_reason: str = "image"
+    #: throttled reads of the review check (80009)
+    read_throttle: int = 0
     kill: bool = False
     archive_crash: bool = False
     mid_run_file: bool = False
@@ -271,6 +280,8 @@ class HourFaults:
             "handle_never_finishes": self.stuck_handle,
             "rejected_once": len(self.reject_once),
             "rejected_permanently": len(self.reject_forever),
+            "rejected_after_ingestion": len(self.review_reject),
+            "throttled_reads": self.read_throttle,
             "sigkill_mid_post": self.kill,
             "crash_between_copy_and_delete": self.archive_crash,
             "file_arriving_mid_run": self.mid_run_file,
@@ -292,6 +303,9 @@ def draw_faults(rng: random.Random, hour: int, source: Source, *, dag_hour: bool
     faults.stuck_handle = not faults.error_handle and rng.random() < 0.04
     faults.reject_once = rng.sample(ids, min(len(ids), rng.choice((0, 0, 1, 3))))
     faults.reject_forever = rng.sample(ids, 1) if ids and rng.random() < 0.08 else []
+    faults.review_reject = rng.sample(ids, min(len(ids), rng.choice((0, 0, 1, 2))))
+    faults.review_reason = rng.choice(("image", "policy"))
+    faults.read_throttle = rng.choice((0, 0, 0, 1))
     faults.poll_throttle = rng.choice((0, 0, 1, 2))
     # A kill every 20 hours at least (hour 11, 31, ...), more at random: the hour runs the DAG.
     faults.kill = hour > 0 and (hour % 20 == 11 or rng.random() < 0.04)
@@ -532,6 +546,10 @@ class Soak:
             error_handles_next=int(faults.error_handle),
             stuck_handles_next=int(faults.stuck_handle),
             reject_item_ids=sorted(self.reject_forever | set(faults.reject_once)),
+            review_reject_item_ids=faults.review_reject,
+            review_reject_after_seconds=REVIEW_SECONDS,
+            review_reject_reason=faults.review_reason,
+            throttle_reads_next=faults.read_throttle,
             seed=self.seed * 100_003 + hour,
         )
         params = {"retry_rejected": True} if final and hour == self.hours + self.final_hours - 1 else {}
@@ -814,9 +832,12 @@ class Soak:
         # 3. Open rejections by Meta: not saved as rejected.
         for pid, row in open_rows.items():
             if row.get("outcome") == "rejected_by_meta" and pid in catalog and row.get("content_hash"):
+                held = (
+                    encoded_update(catalog[pid])[1] == row["content_hash"] and _id_hash(pid) not in confirmed
+                )
                 tally.check(
-                    encoded_update(catalog[pid])[1] != row["content_hash"] or _id_hash(pid) in confirmed,
-                    f"hour {hour}: {pid} open as rejected by Meta, yet the catalog holds that content",
+                    not held or self._review_status(pid) == "rejected",
+                    f"hour {hour}: {pid} open as rejected by Meta, yet the catalog shows that content",
                 )
         # 4. A run that ended frees the ledger's lease.
         if result.outcome != "killed":
@@ -838,6 +859,14 @@ class Soak:
                     with contextlib.suppress(Exception):
                         data = gzip.decompress(data)
                 self._scan_bytes(data, f"s3://{bucket}/{item['Key']}")
+
+    def _review_status(self, pid: str) -> str:
+        """What Meta's products edge shows as the item's review (the emulator's own read)."""
+        read = self.emulator.state.read_products(
+            CATALOG, match=lambda item: True, retailer_ids=[pid], after=None, before=None, limit=1
+        )
+        rows = getattr(read, "rows", None) or []
+        return str(rows[0].review_status) if rows else "absent"
 
     def _check_calls(self, hour: int) -> None:
         calls = self.emulator.calls()
@@ -1072,6 +1101,7 @@ def soak_servers(workdir: Path) -> Iterator[tuple[Any, str]]:
         access_tokens=(TOKEN,),
         app_secret=APP_SECRET,
         processing_seconds=PROCESSING_SECONDS,
+        review_seconds=REVIEW_SECONDS,
         throttle_regain_minutes=0,
     )
     try:
