@@ -263,6 +263,10 @@ class HourFaults:
     review_reason: str = "image"
     #: throttled reads of the review check (80009)
     read_throttle: int = 0
+    #: drift by hand at Meta (Commerce Manager): items edited, items deleted, an item another tool wrote
+    hand_edits: list[str] = field(default_factory=list)
+    hand_deletes: list[str] = field(default_factory=list)
+    foreign_item: bool = False
     kill: bool = False
     archive_crash: bool = False
     mid_run_file: bool = False
@@ -282,6 +286,9 @@ class HourFaults:
             "rejected_permanently": len(self.reject_forever),
             "rejected_after_ingestion": len(self.review_reject),
             "throttled_reads": self.read_throttle,
+            "edited_by_hand": len(self.hand_edits),
+            "deleted_by_hand": len(self.hand_deletes),
+            "written_by_another_tool": self.foreign_item,
             "sigkill_mid_post": self.kill,
             "crash_between_copy_and_delete": self.archive_crash,
             "file_arriving_mid_run": self.mid_run_file,
@@ -306,6 +313,10 @@ def draw_faults(rng: random.Random, hour: int, source: Source, *, dag_hour: bool
     faults.review_reject = rng.sample(ids, min(len(ids), rng.choice((0, 0, 1, 2))))
     faults.review_reason = rng.choice(("image", "policy"))
     faults.read_throttle = rng.choice((0, 0, 0, 1))
+    confirmed = sorted(source.good)
+    faults.hand_edits = rng.sample(confirmed, min(len(confirmed), rng.choice((0, 0, 0, 1, 2))))
+    faults.hand_deletes = rng.sample(confirmed, min(len(confirmed), rng.choice((0, 0, 0, 0, 1))))
+    faults.foreign_item = rng.random() < 0.03
     faults.poll_throttle = rng.choice((0, 0, 1, 2))
     # A kill every 20 hours at least (hour 11, 31, ...), more at random: the hour runs the DAG.
     faults.kill = hour > 0 and (hour % 20 == 11 or rng.random() < 0.04)
@@ -394,6 +405,7 @@ class Tally:
     lost: int = 0
     final_differences: int = 0
     open_rejections: int = 0
+    drift_left: int = 0
     seconds: float = 0.0
 
     def check(self, ok: bool, message: str) -> None:
@@ -461,6 +473,12 @@ class Soak:
         self.archived_seen: set[str] = set()
         self.last_write = 0.0
         self.id_of: dict[int, str] = {}
+        #: items changed or deleted at Meta by hand and not yet sent again (or repaired)
+        self.drifted: set[str] = set()
+        #: items another tool wrote to the catalog: the sync must leave them alone
+        self.foreign: set[str] = set()
+        self.reconciles: list[dict[str, Any]] = []
+        self.reconciled = False
         #: every row of each id landed: (hour, key, good, content hash), to explain a violation
         self.history: dict[str, list[tuple[int, str, bool, int]]] = {}
         self.hour = 0
@@ -537,6 +555,7 @@ class Soak:
         for kind in faults.kinds():
             self.tally.faults[kind] += 1
         self.reject_forever.update(faults.reject_forever)
+        self._drift_by_hand(hour, faults)
         self._land(hour, faults, final)
         self.emulator.set_faults(
             throttle_next=faults.throttle,
@@ -575,6 +594,21 @@ class Soak:
             f"faults={','.join(faults.kinds()) or '-'} {result.detail[:200]!r}"
         )
         self.now += HOUR
+
+    def _drift_by_hand(self, hour: int, faults: HourFaults) -> None:
+        """Someone edits and deletes items in Commerce Manager; another tool writes one."""
+        for pid in faults.hand_edits:
+            if self.emulator.edit_item(CATALOG, pid, price="1 IQD", title="Edited by hand") is not None:
+                self.drifted.add(pid)
+        for pid in faults.hand_deletes:
+            if self.emulator.delete_item(CATALOG, pid):
+                self.drifted.add(pid)
+        if faults.foreign_item:
+            pid = f"other-tool-{hour:04d}"
+            self.emulator.put_item(
+                CATALOG, pid, **{**meta_fields(self.source._new_row(pid)), "brand": "Other tool"}
+            )
+            self.foreign.add(pid)
 
     # -------------------------------------------------------------- landing
     def _put(self, key: str, data: bytes) -> None:
@@ -664,13 +698,17 @@ class Soak:
         settings = resolve_sync_settings(
             params, lambda key: os.environ.get("AIRFLOW_VAR_" + key.upper()), defaults={}
         )
-        zone_class = crashing_landing_zone() if faults.archive_crash else LandingZone
-        zone = zone_class(
-            self.s3,
-            settings["landing_bucket"],
-            landing_prefix=settings["landing_prefix"],
-            archive_prefix=settings["archive_prefix"],
-            quarantine_prefix=settings["quarantine_prefix"],
+        places = {
+            "landing_prefix": settings["landing_prefix"],
+            "archive_prefix": settings["archive_prefix"],
+            "quarantine_prefix": settings["quarantine_prefix"],
+        }
+        zone = LandingZone(self.s3, settings["landing_bucket"], **places)
+        # The archive step's zone dies at its first landing delete (the snapshot's repair does not).
+        archive_zone = (
+            crashing_landing_zone()(self.s3, settings["landing_bucket"], **places)
+            if faults.archive_crash
+            else zone
         )
         original_clock = ledger.utc_now
         ledger.utc_now = lambda: self.now
@@ -699,7 +737,7 @@ class Soak:
                 finally:
                     store.release_lease(run_id)  # as the DAG's summary teardown does
                 try:
-                    archived = archive_snapshot(zone, snapshot, summary.get("files") or [])
+                    archived = archive_snapshot(archive_zone, snapshot, summary.get("files") or [])
                 except SimulatedCrash as crash:
                     return HourResult(hour, "core", "crashed", True, str(crash))
                 failures = [f for f in (archived.quarantine_message(), summary.get("rejection_failure")) if f]
@@ -820,6 +858,11 @@ class Soak:
                 continue
             pid = known
             item = catalog.get(pid)
+            if pid in self.drifted:
+                # Changed at Meta by hand: drift until it is sent again or repaired by the reconcile.
+                if item is not None and encoded_update(item)[1] == content:
+                    self.drifted.discard(pid)
+                continue
             tally.check(
                 item is not None, f"hour {hour}: {pid} confirmed by the ledger, missing from the catalog"
             )
@@ -925,6 +968,9 @@ class Soak:
         for pid, row in self.source.good.items():
             if pid in open_rows:
                 continue
+            if pid in self.drifted and not self.reconciled:
+                tally.drift_left += 1  # changed at Meta by hand; the daily reconcile repairs it
+                continue
             want = meta_fields(row)
             have = catalog.get(pid)
             if have is None:
@@ -941,7 +987,10 @@ class Soak:
         for pid in self.reject_forever:
             if pid not in open_rows:
                 differences.append(f"{pid}: Meta refuses it, yet it is not an open rejection")
-        extra = sorted(set(catalog) - set(self.source.good))
+        for pid in sorted(self.foreign):
+            if pid not in catalog:
+                differences.append(f"{pid}: written by another tool, yet gone from the catalog")
+        extra = sorted(set(catalog) - set(self.source.good) - self.foreign)
         differences.extend(f"{pid}: in the catalog, never a good row of the source" for pid in extra)
         for message in differences:
             tally.check(False, f"final: {message}")
@@ -1045,6 +1094,7 @@ def report_tables(tally: Tally, seed: int) -> tuple[str, list[Any]]:
         ("duplicate payloads (earlier batch had not failed)", tally.duplicate_payloads),
         ("payloads re-posted after their batch failed", tally.repeats_after_failure),
         ("open rejections at the end (each with its reason)", tally.open_rejections),
+        ("items edited or deleted by hand and left for a reconcile", tally.drift_left),
         ("final differences (catalog vs source minus open rejections)", tally.final_differences),
         ("wall time", f"{tally.seconds / 60:.1f} min"),
     ]
