@@ -73,6 +73,7 @@ bench: venv
 	$(BIN)/python -m benchmarks.feed_throughput
 	$(BIN)/python -m benchmarks.rate_limit_pacing
 	$(BIN)/python -m benchmarks.hourly_delta
+	$(BIN)/python -m benchmarks.reconcile_readback
 
 .PHONY: soak
 

@@ -67,7 +67,84 @@ def _build_parser() -> argparse.ArgumentParser:
     rejections.add_argument(
         "--aws-conn-id", default="aws_default", help="Airflow AWS connection id (default: %(default)s)"
     )
+    reconcile = sub.add_parser(
+        "reconcile",
+        help="compare a catalog as Meta shows it with its item ledger: missing, stale, unknown items",
+        description=(
+            "Read every item back from Meta (paged, paced under the Catalog Management budget) and "
+            "compare it with the catalog's item ledger. Writes reconcile/<date>/report.json and "
+            "drifted_items.csv to the synced-products bucket and prints the report. With --repair, the "
+            "missing and stale items' ledger entries are invalidated and the ingestion run that re-sends "
+            "them is printed as an `airflow dags trigger` command. Unknown items are only reported. "
+            "Exit status: 0 on success (drift or not), 1 on any error."
+        ),
+    )
+    reconcile.add_argument("--catalog", required=True, help="the catalog id")
+    reconcile.add_argument("--synced-bucket", required=True, help="bucket holding ledger/ and reconcile/")
+    reconcile.add_argument(
+        "--repair", action="store_true", help="invalidate the drifted items for re-sending"
+    )
+    reconcile.add_argument(
+        "--conn-id",
+        default="facebook_catalog_default",
+        help="Airflow Graph API connection id (default: %(default)s)",
+    )
+    reconcile.add_argument(
+        "--aws-conn-id", default="aws_default", help="Airflow AWS connection id (default: %(default)s)"
+    )
+    reconcile.add_argument(
+        "--max-repair-items",
+        type=int,
+        default=None,
+        help="beyond this many drifted items the repair asks for a full snapshot (default: 50000)",
+    )
+    reconcile.add_argument(
+        "--metrics-namespace", default="", help="publish DriftedItems to this CloudWatch namespace"
+    )
     return parser
+
+
+def _reconcile(args: argparse.Namespace) -> int:
+    import json
+    import shlex
+    from datetime import datetime, timezone
+
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from facebook_catalog.hooks.graph_api import GraphApiError
+    from facebook_catalog.operators.reconcile import reconcile_catalog
+    from facebook_catalog.sync.reconcile_run import DEFAULT_MAX_REPAIR_ITEMS
+
+    try:
+        report = reconcile_catalog(
+            conn_id=args.conn_id,
+            catalog_id=args.catalog,
+            aws_conn_id=args.aws_conn_id,
+            synced_bucket=args.synced_bucket,
+            run_id=f"cli__{datetime.now(timezone.utc):%Y-%m-%dT%H:%M:%S}",
+            repair=args.repair,
+            max_repair_items=args.max_repair_items or DEFAULT_MAX_REPAIR_ITEMS,
+            metrics_namespace=args.metrics_namespace,
+        )
+    except (ClientError, BotoCoreError, GraphApiError, ValueError, RuntimeError) as error:
+        print(f"fb-catalog reconcile: error: {error}", file=sys.stderr)
+        return 1
+    print(json.dumps(report.to_dict(), indent=2, ensure_ascii=False))
+    counts = report.counts
+    print(
+        f"{counts['missing']} missing, {counts['stale']} stale, {counts['unknown']} unknown of "
+        f"{counts['items_read']} items read ({report.graph_api_calls} Graph API calls); "
+        f"{report.drift_csv_uri}",
+        file=sys.stderr,
+    )
+    if report.repair_request:
+        conf = shlex.quote(json.dumps(report.repair_request))
+        print(
+            f"{report.invalidated} ledger entries invalidated; re-send them with:\n"
+            f"  airflow dags trigger catalog_ingest_products --conf {conf}",
+            file=sys.stderr,
+        )
+    return 0
 
 
 def _print_rejections(args: argparse.Namespace) -> int:
@@ -114,6 +191,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_setup_buckets(args)
     if args.command == "rejections":
         return _print_rejections(args)
+    if args.command == "reconcile":
+        return _reconcile(args)
     parser.error(f"unknown command {args.command!r}")
     return 2  # pragma: no cover - parser.error exits
 

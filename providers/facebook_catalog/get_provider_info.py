@@ -67,7 +67,10 @@ def get_provider_info() -> dict[str, Any]:
         "operators": [
             {
                 "integration-name": "Facebook Catalog",
-                "python-modules": ["facebook_catalog.operators.items_batch"],
+                "python-modules": [
+                    "facebook_catalog.operators.items_batch",
+                    "facebook_catalog.operators.reconcile",
+                ],
             }
         ],
         "connection-types": [

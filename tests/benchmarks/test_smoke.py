@@ -3,7 +3,7 @@
 Nothing here looks at a figure: a script passes when it exits 0, prints its Markdown table, writes
 its block at the head of the results file and appends its section to the history file it was
 given (temporary ones, never benchmarks/RESULTS.md or HISTORY.md).
-The four scripts run at the same time, each in a process group of its own, to keep the wall
+The scripts run at the same time, each in a process group of its own, to keep the wall
 time of the suite down; the two that start real Airflow processes need the local PostgreSQL.
 """
 
@@ -27,6 +27,7 @@ TITLES = {
     "feed_throughput": "Feed throughput and memory",
     "hourly_delta": "Hourly delta against the item ledger",
     "rate_limit_pacing": "Rate-limit pacing",
+    "reconcile_readback": "Reconcile read-back",
     "triggerer_footprint": "Triggerer footprint",
     "worker_slot": "Worker-slot time per sync run",
 }
@@ -34,6 +35,7 @@ TINY = {
     "feed_throughput": ["--size", "300"],
     "hourly_delta": ["--size", "20000"],
     "rate_limit_pacing": ["--calls", "9", "--calls", "17", "--budget", "4", "--target-seconds", "4"],
+    "reconcile_readback": ["--size", "3000", "--page-size", "500"],
     "triggerer_footprint": ["--size", "20", "--poll-interval", "1", "--rounds", "5"],
     "worker_slot": ["--processing", "2", "--products", "200", "--poll-interval", "1"],
 }

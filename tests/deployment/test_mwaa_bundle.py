@@ -201,4 +201,6 @@ def test_bundle_installs_offline_from_plugins_zip_and_the_dags_import(tmp_path: 
     probe = run([str(venv_python), "-c", DAGBAG_PROBE, str(bundle / "dags")], env=env)
     result = json.loads(probe.stdout.strip().splitlines()[-1])
     assert result["import_errors"] == {}
-    assert {"facebook_catalog_sync", "catalog_ingest_products"} <= set(result["dag_ids"])
+    assert {"facebook_catalog_sync", "catalog_ingest_products", "facebook_catalog_reconcile"} <= set(
+        result["dag_ids"]
+    )

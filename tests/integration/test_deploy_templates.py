@@ -29,7 +29,7 @@ from facebook_catalog.storage.lifecycle import (
     desired_lifecycle_rules,
     read_lifecycle_rules,
 )
-from facebook_catalog.sync.metrics import DEFAULT_NAMESPACE, METRIC_NAMES
+from facebook_catalog.sync.metrics import DEFAULT_NAMESPACE, PUBLISHED_METRIC_NAMES
 from tests.fixtures.s3 import AWS_REGION, MotoServer
 
 pytestmark = [
@@ -444,13 +444,13 @@ def test_the_alarms_watch_published_metrics_and_notify_the_topic(storage_stack: 
         for r in storage_stack.template["Resources"].values()
         if r["Type"] == "AWS::CloudWatch::Alarm"
     ]
-    assert {alarm["MetricName"] for alarm in template_alarms} <= METRIC_NAMES
+    assert {alarm["MetricName"] for alarm in template_alarms} <= PUBLISHED_METRIC_NAMES
 
     alarms = {a["AlarmName"]: a for a in storage_stack.clients.cloudwatch.describe_alarms()["MetricAlarms"]}
-    assert len(alarms) == len(template_alarms) == 5
+    assert len(alarms) == len(template_alarms) == 6
     for alarm in alarms.values():
         assert alarm["Namespace"] == DEFAULT_NAMESPACE
-        assert alarm["MetricName"] in METRIC_NAMES
+        assert alarm["MetricName"] in PUBLISHED_METRIC_NAMES
         assert alarm["Dimensions"] == [{"Name": "CatalogId", "Value": CATALOG_ID}]
         assert alarm["AlarmActions"] == [storage_stack.outputs["AlertTopicArn"]]
 
@@ -486,6 +486,12 @@ def test_the_alarms_watch_published_metrics_and_notify_the_topic(storage_stack: 
     assert silent["ComparisonOperator"] == "LessThanThreshold"
     assert silent["Period"] * silent["EvaluationPeriods"] == 2 * 3600
     assert silent["TreatMissingData"] == "breaching"  # no runs at all is an outage too
+    drift = alarms[f"fbcatalog-{ENVIRONMENT}-drifted-items"]
+    assert (drift["MetricName"], drift["ComparisonOperator"], drift["Threshold"]) == (
+        "DriftedItems",
+        "GreaterThanThreshold",
+        0.0,
+    )
 
 
 def test_the_dashboard_charts_only_published_metrics_and_the_alarms(storage_stack: StorageStack) -> None:
@@ -499,7 +505,7 @@ def test_the_dashboard_charts_only_published_metrics_and_the_alarms(storage_stac
         if widget["type"] == "metric"
         for line in widget["properties"]["metrics"]
     }
-    assert charted == METRIC_NAMES
+    assert charted == PUBLISHED_METRIC_NAMES
     for widget in body["widgets"]:
         for line in widget["properties"].get("metrics", []):
             assert line[0] == DEFAULT_NAMESPACE

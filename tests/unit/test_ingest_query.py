@@ -15,6 +15,7 @@ import pytest
 
 from facebook_catalog.ingest.query import (
     DIALECTS,
+    IDS_PER_QUERY,
     IN_STOCK,
     OUT_OF_STOCK,
     ProductQueryConfig,
@@ -26,7 +27,9 @@ from facebook_catalog.ingest.query import (
     join_url,
     price_text,
     quote_identifier,
+    render_all_products,
     render_product_query,
+    render_products_by_id,
     text_value,
     to_database_time,
     validate_identifier,
@@ -490,3 +493,26 @@ def test_the_landing_asset_and_the_sync_schedule(monkeypatch: pytest.MonkeyPatch
     monkeypatch.setenv("FACEBOOK_CATALOG_LANDING_BUCKET", "bucket'} {{ x")
     with pytest.raises(ValueError, match="not a valid S3 bucket name"):
         configured_landing_bucket()
+
+
+@pytest.mark.parametrize("dialect", ["postgres", "mysql"])
+def test_the_ids_mode_names_each_key_as_a_bind_parameter(dialect: Any) -> None:
+    ids = ["sku-1", "x'); DROP TABLE products; --", "sku-3"]
+    rendered = render_products_by_id(ProductQueryConfig(), dialect, ids)
+    quote = '"' if dialect == "postgres" else "`"
+    assert f"WHERE p.{quote}id{quote} IN (%(id_0)s, %(id_1)s, %(id_2)s)" in rendered.sql
+    assert rendered.parameters == {"id_0": "sku-1", "id_1": ids[1], "id_2": "sku-3"}
+    assert "DROP" not in rendered.sql
+    assert "updated_at" not in rendered.sql.split("FROM", 1)[1]  # no window
+    with pytest.raises(ValueError, match="1 to 1000 ids"):
+        render_products_by_id(ProductQueryConfig(), dialect, [str(n) for n in range(IDS_PER_QUERY + 1)])
+
+
+def test_the_snapshot_mode_reads_every_product_and_refuses_a_custom_query() -> None:
+    rendered = render_all_products(ProductQueryConfig(), "postgres")
+    assert "WHERE" not in rendered.sql.split("FROM", 1)[1].replace("WHERE s.", "")
+    assert rendered.parameters == {}
+    assert rendered.sql.endswith('ORDER BY p."id"')
+    custom = ProductQueryConfig(sql="SELECT * FROM p WHERE u >= %(window_start)s AND u < %(window_end)s")
+    with pytest.raises(QueryConfigError, match="custom sql"):
+        render_all_products(custom, "postgres")

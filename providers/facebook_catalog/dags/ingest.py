@@ -25,7 +25,12 @@ Settings (Airflow Variables; a run's params override them):
 | `facebook_catalog_ingest_lookback_minutes` | `5` |
 | `facebook_catalog_ingest_query` | JSON column mapping; see docs/ingestion.md |
 
-Params: `conn_id`, `lookback_minutes`, `query` (replaces the Variable's mapping), `fetch_size`.
+Params: `conn_id`, `lookback_minutes`, `query` (replaces the Variable's mapping), `fetch_size`,
+and `mode`: `changed` (the hourly window, the default), `ids` (exactly the products whose primary
+key is in `ids`, plus those whose id hash is in `id_hashes`: what the reconcile's repair asks
+for) or `snapshot` (every product). The last two ignore the window and write
+`landing/ingest/<mode>/<run id>.csv.gz`; the sync's change detection sends only what differs
+from what Meta confirmed.
 """
 
 from __future__ import annotations
@@ -45,6 +50,7 @@ from facebook_catalog.dags.assets import (
 from facebook_catalog.operators.ingest import (
     DEFAULT_FETCH_SIZE,
     DEFAULT_LOOKBACK_MINUTES,
+    INGEST_MODES,
     SqlProductsToLandingOperator,
 )
 
@@ -136,6 +142,18 @@ def catalog_ingest_dag(
                 description=f"column mapping, replacing the Variable {QUERY_VARIABLE}",
             ),
             "fetch_size": Param(fetch_size, type="integer", minimum=1, description="rows per fetch"),
+            "mode": Param(
+                "changed",
+                type="string",
+                enum=list(INGEST_MODES),
+                description="changed: the hour's rows; ids: those in ids and id_hashes; snapshot: all",
+            ),
+            "ids": Param([], type=["null", "array"], description="primary keys for mode ids"),
+            "id_hashes": Param(
+                [],
+                type=["null", "array"],
+                description="id hashes (hex) for mode ids",
+            ),
         },
         tags=["facebook_catalog", "ingestion"],
         doc_md=__doc__,
@@ -148,6 +166,9 @@ def catalog_ingest_dag(
             lookback_minutes=lookback_minutes_template(lookback_minutes),
             query_config=QUERY_TEMPLATE,
             fetch_size="{{ params.fetch_size }}",
+            mode="{{ params.mode or 'changed' }}",
+            ids="{{ (params.ids or []) | tojson }}",
+            id_hashes="{{ (params.id_hashes or []) | tojson }}",
             outlets=[configured_landing_asset()],
             execution_timeout=timedelta(minutes=45),
         )

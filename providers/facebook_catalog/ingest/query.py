@@ -288,24 +288,8 @@ def _session_statement(config: ProductQueryConfig, dialect: Dialect) -> tuple[st
     return "SET time_zone = %(timezone)s", {"timezone": zone}
 
 
-def render_product_query(
-    config: ProductQueryConfig, dialect: Dialect, window_start: datetime, window_end: datetime
-) -> RenderedQuery:
-    """The products whose ``updated_at`` lies in ``[window_start, window_end)``, ordered by id.
-
-    ``window_start``/``window_end`` are aware datetimes; they travel only as bind parameters.
-    """
-    if dialect not in DIALECTS:
-        raise QueryConfigError(f"unsupported SQL dialect {dialect!r}; supported: {', '.join(DIALECTS)}")
-    if window_start >= window_end:
-        raise ValueError(f"empty window: {window_start.isoformat()} is not before {window_end.isoformat()}")
-    parameters = {
-        WINDOW_START_PARAMETER: to_database_time(window_start, config.timezone),
-        WINDOW_END_PARAMETER: to_database_time(window_end, config.timezone),
-    }
-    session_sql, session_parameters = _session_statement(config, dialect)
-    if config.sql is not None:
-        return RenderedQuery(dialect, config.sql, parameters, session_sql, session_parameters)
+def _select_list(config: ProductQueryConfig, dialect: Dialect) -> str:
+    """The mapping's columns, aliased to the CSV's names (and the stock sum when joined)."""
 
     def q(name: str) -> str:
         return quote_identifier(name, dialect)
@@ -313,8 +297,6 @@ def render_product_query(
     def column(name: str | None, alias: str) -> str | None:
         return None if name is None else f"p.{q(name)} AS {q(alias)}"
 
-    start = f"%({WINDOW_START_PARAMETER})s"
-    end = f"%({WINDOW_END_PARAMETER})s"
     product_id = f"p.{q(config.id_column)}"
     selected = [
         column(config.id_column, "id"),
@@ -338,7 +320,36 @@ def render_product_query(
             f"(SELECT SUM(s.{q(stock.quantity_column)}) FROM {q(stock.table)} s "
             f"WHERE s.{q(stock.product_id_column)} = {product_id}) AS {q('quantity')}"
         )
-    select_list = ",\n       ".join(item for item in selected if item is not None)
+    return ",\n       ".join(item for item in selected if item is not None)
+
+
+def render_product_query(
+    config: ProductQueryConfig, dialect: Dialect, window_start: datetime, window_end: datetime
+) -> RenderedQuery:
+    """The products whose ``updated_at`` lies in ``[window_start, window_end)``, ordered by id.
+
+    ``window_start``/``window_end`` are aware datetimes; they travel only as bind parameters.
+    """
+    if dialect not in DIALECTS:
+        raise QueryConfigError(f"unsupported SQL dialect {dialect!r}; supported: {', '.join(DIALECTS)}")
+    if window_start >= window_end:
+        raise ValueError(f"empty window: {window_start.isoformat()} is not before {window_end.isoformat()}")
+    parameters = {
+        WINDOW_START_PARAMETER: to_database_time(window_start, config.timezone),
+        WINDOW_END_PARAMETER: to_database_time(window_end, config.timezone),
+    }
+    session_sql, session_parameters = _session_statement(config, dialect)
+    if config.sql is not None:
+        return RenderedQuery(dialect, config.sql, parameters, session_sql, session_parameters)
+
+    def q(name: str) -> str:
+        return quote_identifier(name, dialect)
+
+    start = f"%({WINDOW_START_PARAMETER})s"
+    end = f"%({WINDOW_END_PARAMETER})s"
+    product_id = f"p.{q(config.id_column)}"
+    select_list = _select_list(config, dialect)
+    stock = config.stock
     updated_at = q(config.updated_at_column)
     if stock is not None and stock.updated_at_column is not None:
         # The ids changed in either table, de-duplicated by UNION, then joined by primary key:
@@ -358,6 +369,43 @@ def render_product_query(
         source = f"{q(config.table)} p"
         condition = f"\nWHERE p.{updated_at} >= {start} AND p.{updated_at} < {end}"
     sql = f"SELECT {select_list}\nFROM {source}{condition}\nORDER BY {product_id}"
+    return RenderedQuery(dialect, sql, parameters, session_sql, session_parameters)
+
+
+#: Primary keys per ``IN (...)`` query of the ids mode (one bind parameter each).
+IDS_PER_QUERY = 1000
+
+
+def render_products_by_id(config: ProductQueryConfig, dialect: Dialect, ids: Sequence[str]) -> RenderedQuery:
+    """The products whose primary key is one of ``ids`` (at most :data:`IDS_PER_QUERY`; each a
+    bind parameter), ordered by id: the ingestion's ``ids`` mode, which a repair asks for."""
+    return _render_whole(config, dialect, ids)
+
+
+def render_all_products(config: ProductQueryConfig, dialect: Dialect) -> RenderedQuery:
+    """Every product, ordered by id: the ingestion's ``snapshot`` mode."""
+    return _render_whole(config, dialect, None)
+
+
+def _render_whole(config: ProductQueryConfig, dialect: Dialect, ids: Sequence[str] | None) -> RenderedQuery:
+    if dialect not in DIALECTS:
+        raise QueryConfigError(f"unsupported SQL dialect {dialect!r}; supported: {', '.join(DIALECTS)}")
+    if config.sql is not None:
+        raise QueryConfigError(
+            "the ids and snapshot modes build their query from the column mapping; a custom sql "
+            "(which filters on the window) cannot be used for them"
+        )
+    session_sql, session_parameters = _session_statement(config, dialect)
+    product_id = f"p.{quote_identifier(config.id_column, dialect)}"
+    condition = ""
+    parameters: dict[str, Any] = {}
+    if ids is not None:
+        if not ids or len(ids) > IDS_PER_QUERY:
+            raise ValueError(f"give 1 to {IDS_PER_QUERY} ids per query, not {len(ids)}")
+        parameters = {f"id_{n}": value for n, value in enumerate(ids)}
+        condition = f"\nWHERE {product_id} IN ({', '.join(f'%({name})s' for name in parameters)})"
+    source = f"{quote_identifier(config.table, dialect)} p"
+    sql = f"SELECT {_select_list(config, dialect)}\nFROM {source}{condition}\nORDER BY {product_id}"
     return RenderedQuery(dialect, sql, parameters, session_sql, session_parameters)
 
 

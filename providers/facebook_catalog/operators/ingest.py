@@ -1,4 +1,6 @@
-"""Copy the products changed in a data interval from an operational SQL database to the landing zone."""
+"""Copy products from an operational SQL database to the landing zone: those changed in a data
+interval (mode ``changed``, the hourly default), those named by primary key or by id hash (mode
+``ids``, what a reconcile's repair asks for), or all of them (mode ``snapshot``)."""
 
 from __future__ import annotations
 
@@ -7,22 +9,27 @@ import gzip
 import io
 import json
 import os
+import re
 import tempfile
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from airflow.providers.common.compat.sdk import AirflowSkipException, BaseHook
 from airflow.sdk import BaseOperator
 
+from facebook_catalog.feed.change_detection import id_hash
 from facebook_catalog.ingest.query import (
+    IDS_PER_QUERY,
     Dialect,
     ProductQueryConfig,
     ProductRowFormatter,
     RenderedQuery,
     ingest_object_key,
+    render_all_products,
     render_product_query,
+    render_products_by_id,
 )
 from facebook_catalog.storage.landing_zone import LANDING_PREFIX
 
@@ -32,6 +39,11 @@ if TYPE_CHECKING:
 
 DEFAULT_LOOKBACK_MINUTES = 5
 DEFAULT_FETCH_SIZE = 5000
+INGEST_MODES: tuple[str, ...] = ("changed", "ids", "snapshot")
+#: Keeps a row (given as its CSV values) or drops it; None keeps every row.
+RowFilter = Callable[[Sequence[str]], bool] | None
+_UNSAFE_KEY = re.compile(r"[^A-Za-z0-9._-]+")
+_HEX64 = re.compile(r"[0-9a-fA-F]{1,16}")
 
 #: Airflow connection types and the SQL dialect they speak.
 CONNECTION_DIALECTS: dict[str, Dialect] = {
@@ -115,6 +127,23 @@ def _as_query_config(value: ProductQueryConfig | Mapping[str, Any] | str | None)
     return ProductQueryConfig.from_mapping(value)
 
 
+def _as_list(value: Sequence[str] | str | None, setting: str) -> list[str]:
+    """A list of strings, given as a list or as its JSON text (a rendered template)."""
+    if value is None:
+        return []
+    if isinstance(value, str):
+        text = value.strip()
+        if not text or text in ("None", "null"):
+            return []
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError as error:
+            raise IngestConfigurationError(f"{setting} is not a JSON list: {error}") from error
+    if not isinstance(value, (list, tuple)):
+        raise IngestConfigurationError(f"{setting} must be a list of strings, got {type(value).__name__}")
+    return [str(item) for item in value]
+
+
 class SqlProductsToLandingOperator(BaseOperator):
     """Write the products changed in the data interval to the landing zone as one gzip CSV.
 
@@ -139,6 +168,13 @@ class SqlProductsToLandingOperator(BaseOperator):
     :param lookback_minutes: how far before ``interval_start`` the window begins (templated).
     :param query_config: mapping, JSON string or ProductQueryConfig; ``None``: the defaults (templated).
     :param fetch_size: rows per ``fetchmany`` (templated).
+    :param mode: ``changed`` (the window above), ``ids`` (the products whose primary key is in
+        ``ids``, in ``IN (...)`` queries of up to 1,000 keys, plus those whose id hash is in
+        ``id_hashes``, by one scan of the table) or ``snapshot`` (every product). The last two
+        ignore the window and write ``<prefix>ingest/<mode>/<run id>.csv.gz`` (templated).
+    :param ids: primary keys for mode ``ids``: a list or its JSON text (templated).
+    :param id_hashes: 64-bit id hashes (16 hex digits, as a reconcile reports items it knows only
+        by hash) for mode ``ids`` (templated).
     :param aws_conn_id: Airflow AWS connection used to write S3.
     :return: ``{"bucket", "key", "rows", "batches", "window_start", "window_end", "dialect"}`` to XCom.
     """
@@ -153,6 +189,9 @@ class SqlProductsToLandingOperator(BaseOperator):
         "lookback_minutes",
         "query_config",
         "fetch_size",
+        "mode",
+        "ids",
+        "id_hashes",
     )
     template_fields_renderers = {"query_config": "json"}
     ui_color = "#e8f5e9"
@@ -169,6 +208,9 @@ class SqlProductsToLandingOperator(BaseOperator):
         lookback_minutes: int | float | str = DEFAULT_LOOKBACK_MINUTES,
         query_config: ProductQueryConfig | Mapping[str, Any] | str | None = None,
         fetch_size: int | str = DEFAULT_FETCH_SIZE,
+        mode: str = "changed",
+        ids: Sequence[str] | str | None = None,
+        id_hashes: Sequence[str] | str | None = None,
         aws_conn_id: str | None = "aws_default",
         **kwargs: Any,
     ) -> None:
@@ -182,6 +224,9 @@ class SqlProductsToLandingOperator(BaseOperator):
         self.lookback_minutes = lookback_minutes
         self.query_config = query_config
         self.fetch_size = fetch_size
+        self.mode = mode
+        self.ids = ids
+        self.id_hashes = id_hashes
         self.aws_conn_id = aws_conn_id
 
     # ----------------------------------------------------------------- settings
@@ -236,40 +281,87 @@ class SqlProductsToLandingOperator(BaseOperator):
 
     # ---------------------------------------------------------------- execution
 
+    def _mode(self) -> str:
+        mode = str(self.mode or "changed").strip().lower()
+        if mode not in INGEST_MODES:
+            raise IngestConfigurationError(f"mode {self.mode!r} is not one of {', '.join(INGEST_MODES)}")
+        return mode
+
+    def _id_hashes(self) -> set[int]:
+        values = _as_list(self.id_hashes, "id_hashes")
+        bad = [v for v in values if not _HEX64.fullmatch(v.strip())]
+        if bad:
+            raise IngestConfigurationError(f"id_hashes must be hexadecimal 64-bit hashes, not {bad[:3]}")
+        return {int(v, 16) for v in values}
+
+    def _whole_queries(
+        self, mode: str, config: ProductQueryConfig, dialect: Dialect
+    ) -> list[tuple[RenderedQuery, RowFilter]]:
+        """The queries of modes ``ids`` and ``snapshot``, each with the filter its rows pass."""
+        if mode == "snapshot":
+            return [(render_all_products(config, dialect), None)]
+        ids = list(dict.fromkeys(_as_list(self.ids, "ids")))
+        hashes = self._id_hashes()
+        queries: list[tuple[RenderedQuery, RowFilter]] = [
+            (render_products_by_id(config, dialect, ids[start : start + IDS_PER_QUERY]), None)
+            for start in range(0, len(ids), IDS_PER_QUERY)
+        ]
+        if hashes:
+            named = set(ids)
+            # Items known only by their id hash: one scan of the table, keeping the rows whose id
+            # hashes to one of them (and that the ids above did not already bring).
+            queries.append(
+                (
+                    render_all_products(config, dialect),
+                    lambda values: values[0] not in named and id_hash(values[0]) in hashes,
+                )
+            )
+        return queries
+
     def execute(self, context: Context) -> dict[str, Any]:
         config = _as_query_config(self.query_config)
-        interval_start, interval_end = self._interval(context)
-        window_start = interval_start - self._lookback()
+        mode = self._mode()
         fetch_size = self._fetch_size()
-        key = self.key or ingest_object_key(self.prefix, interval_start, interval_end)
         hook, dialect = self._sql_hook()
-        rendered = render_product_query(config, dialect, window_start, interval_end)
-        self.log.info(
-            "Reading products changed in [%s, %s) from %s (%s) in batches of %d",
-            window_start.isoformat(),
-            interval_end.isoformat(),
-            self.sql_conn_id,
-            dialect,
-            fetch_size,
-        )
+        summary: dict[str, Any] = {"bucket": self.bucket, "mode": mode, "dialect": dialect}
+        if mode == "changed":
+            interval_start, interval_end = self._interval(context)
+            window_start = interval_start - self._lookback()
+            key = self.key or ingest_object_key(self.prefix, interval_start, interval_end)
+            queries: list[tuple[RenderedQuery, RowFilter]] = [
+                (render_product_query(config, dialect, window_start, interval_end), None)
+            ]
+            summary |= {"window_start": window_start.isoformat(), "window_end": interval_end.isoformat()}
+            self.log.info(
+                "Reading products changed in [%s, %s) from %s (%s) in batches of %d",
+                window_start.isoformat(),
+                interval_end.isoformat(),
+                self.sql_conn_id,
+                dialect,
+                fetch_size,
+            )
+        else:
+            run = _UNSAFE_KEY.sub("_", str(context.get("run_id") or uuid.uuid4().hex)).strip("._")
+            key = self.key or f"{self.prefix}ingest/{mode}/{run}.csv.gz"
+            queries = self._whole_queries(mode, config, dialect)
+            self.log.info(
+                "Reading products in mode %s from %s (%s): %d query(ies), batches of %d",
+                mode,
+                self.sql_conn_id,
+                dialect,
+                len(queries),
+                fetch_size,
+            )
         with tempfile.TemporaryDirectory(prefix="facebook-catalog-ingest-") as folder:
             path = os.path.join(folder, "products.csv.gz")
-            rows, batches = self._write_csv(hook, rendered, config, fetch_size, path)
-            summary: dict[str, Any] = {
-                "bucket": self.bucket,
-                "key": key if rows else None,
-                "rows": rows,
-                "batches": batches,
-                "window_start": window_start.isoformat(),
-                "window_end": interval_end.isoformat(),
-                "dialect": dialect,
-            }
+            rows, batches = self._write_csv(hook, queries, config, fetch_size, path) if queries else (0, 0)
+            summary |= {"key": key if rows else None, "rows": rows, "batches": batches}
             if not rows:
-                self.log.info("No product changed in the window: no landing file is written")
+                self.log.info("No product to write: no landing file is written")
                 # A skipped task emits no asset event, so nothing downstream runs for nothing.
                 # The summary still reaches XCom for whoever looks.
                 context["ti"].xcom_push(key="return_value", value=summary)
-                raise AirflowSkipException("no product changed in the window")
+                raise AirflowSkipException("no product to write")
             self._upload(path, key)
         self.log.info("Wrote %d product(s) to s3://%s/%s", rows, self.bucket, key)
         self._describe_asset_events(context, summary)
@@ -278,12 +370,14 @@ class SqlProductsToLandingOperator(BaseOperator):
     def _write_csv(
         self,
         hook: DbApiHook,
-        rendered: RenderedQuery,
+        queries: Sequence[tuple[RenderedQuery, RowFilter]],
         config: ProductQueryConfig,
         fetch_size: int,
         path: str,
     ) -> tuple[int, int]:
-        """Stream the query's rows into a gzip CSV at ``path``; return (rows, batches)."""
+        """Stream the queries' rows (those their filter keeps) into one gzip CSV at ``path``;
+        return (rows, batches)."""
+        rendered = queries[0][0]
         connection = hook.get_conn()
         rows = batches = 0
         try:
@@ -294,28 +388,34 @@ class SqlProductsToLandingOperator(BaseOperator):
                     session.fetchall()
             finally:
                 session.close()
-            cursor = open_streaming_cursor(connection, rendered.dialect)
-            try:
-                cursor.execute(rendered.sql, rendered.parameters)
-                # mtime=0: the same rows give the same bytes, so a re-run rewrites an identical object.
-                with (
-                    open(path, "wb") as raw,
-                    gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as compressed,
-                    io.TextIOWrapper(compressed, encoding="utf-8", newline="") as text,
-                ):
-                    writer = csv.writer(text, lineterminator="\n")
-                    formatter: ProductRowFormatter | None = None
-                    for batch in iter_row_batches(cursor, fetch_size):
-                        if formatter is None:
-                            # A server-side cursor describes its columns once rows have been fetched.
-                            formatter = ProductRowFormatter(config, _column_names(cursor))
-                            writer.writerow(formatter.header)
-                        writer.writerows(formatter.values(row) for row in batch)
-                        rows += len(batch)
-                        batches += 1
-                        self.log.info("Fetched batch %d: %d row(s), %d so far", batches, len(batch), rows)
-            finally:
-                cursor.close()
+            # mtime=0: the same rows give the same bytes, so a re-run rewrites an identical object.
+            with (
+                open(path, "wb") as raw,
+                gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as compressed,
+                io.TextIOWrapper(compressed, encoding="utf-8", newline="") as text,
+            ):
+                writer = csv.writer(text, lineterminator="\n")
+                formatter: ProductRowFormatter | None = None
+                for query, keep in queries:
+                    cursor = open_streaming_cursor(connection, query.dialect)
+                    try:
+                        cursor.execute(query.sql, query.parameters)
+                        for batch in iter_row_batches(cursor, fetch_size):
+                            if formatter is None:
+                                # A server-side cursor describes its columns once rows have been fetched.
+                                formatter = ProductRowFormatter(config, _column_names(cursor))
+                                writer.writerow(formatter.header)
+                            values = [formatter.values(row) for row in batch]
+                            if keep is not None:
+                                values = [v for v in values if keep(v)]
+                            writer.writerows(values)
+                            rows += len(values)
+                            batches += 1
+                            self.log.info(
+                                "Fetched batch %d: %d row(s), %d so far", batches, len(values), rows
+                            )
+                    finally:
+                        cursor.close()
         finally:
             # Read-only work: end the transaction (and the server-side cursor) without a commit.
             try:

@@ -61,6 +61,11 @@ METRIC_UNITS: dict[str, str] = {
     REJECTED_ROW_RATIO: "Percent",
 }
 METRIC_NAMES: frozenset[str] = frozenset(METRIC_UNITS)
+# The daily reconcile's metric (facebook_catalog_reconcile): missing + stale + unknown items.
+DRIFTED_ITEMS = "DriftedItems"
+RECONCILE_METRIC_NAMES: frozenset[str] = frozenset({DRIFTED_ITEMS})
+#: Every metric the package publishes (the sync's per run, the reconcile's per day).
+PUBLISHED_METRIC_NAMES: frozenset[str] = METRIC_NAMES | RECONCILE_METRIC_NAMES
 
 
 # The summary line carries these report fields, in this order (missing ones as null).
@@ -205,6 +210,23 @@ def publish_run_metrics(
         cloudwatch.put_metric_data(Namespace=namespace, MetricData=data[start : start + _MAX_DATA_PER_CALL])
     log.info("Published %d metrics to CloudWatch namespace %s", len(data), namespace)
     return len(data)
+
+
+def publish_reconcile_metrics(
+    catalog_id: str, drifted: int, namespace: str, cloudwatch: Any, timestamp: datetime | None = None
+) -> int:
+    """Put the reconcile's ``DriftedItems`` (dimension ``CatalogId``) into CloudWatch."""
+    namespace = _validated_namespace(namespace)
+    datum = {
+        "MetricName": DRIFTED_ITEMS,
+        "Dimensions": [{"Name": DIMENSION_NAME, "Value": catalog_id}],
+        "Timestamp": timestamp or datetime.now(timezone.utc),
+        "Value": float(drifted),
+        "Unit": "Count",
+    }
+    cloudwatch.put_metric_data(Namespace=namespace, MetricData=[datum])
+    log.info("Published %s=%d to CloudWatch namespace %s", DRIFTED_ITEMS, drifted, namespace)
+    return 1
 
 
 # ------------------------------------------------------------- summary line
