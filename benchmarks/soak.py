@@ -406,6 +406,8 @@ class Tally:
     final_differences: int = 0
     open_rejections: int = 0
     drift_left: int = 0
+    #: the final reconcile's counts (missing, stale, unknown, ...) and how many it invalidated
+    reconcile: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
 
     def check(self, ok: bool, message: str) -> None:
@@ -618,6 +620,10 @@ class Soak:
         self.reconciled = True
         summary = report.to_dict()
         self.reconciles.append(summary)
+        self.tally.reconcile = {
+            **summary.get("counts", {}),
+            "invalidated": int(summary.get("invalidated") or 0),
+        }
         request = summary.get("repair_request") or {}
         say(f"reconcile: {summary.get('counts')} repair {request}")
         if request.get("mode") == "snapshot":
@@ -1135,6 +1141,12 @@ def report_tables(tally: Tally, seed: int) -> tuple[str, list[Any]]:
         ("payloads re-posted after their batch failed", tally.repeats_after_failure),
         ("open rejections at the end (each with its reason)", tally.open_rejections),
         ("items edited or deleted by hand and left for a reconcile", tally.drift_left),
+        (
+            "final reconcile: missing / stale / unknown found, repaired",
+            " / ".join(
+                str(tally.reconcile.get(k, "-")) for k in ("missing", "stale", "unknown", "invalidated")
+            ),
+        ),
         ("final differences (catalog vs source minus open rejections)", tally.final_differences),
         ("wall time", f"{tally.seconds / 60:.1f} min"),
     ]
