@@ -32,6 +32,7 @@ from tests.integration.test_sync_dag import (  # noqa: F401 - fixtures
     row,
     sync_env,
 )
+from tests.unit.provider.test_operator import RecordingTI
 
 pytestmark = pytest.mark.integration
 
@@ -150,3 +151,99 @@ def test_a_review_wait_of_zero_reads_nothing_back(
     assert result.state == "success", result.output[-4000:]
     assert reads(emulator) == []
     assert report_of(s3)["review"] is None
+
+
+class _TaskInstance(RecordingTI):
+    """What the operator uses of its task instance when it runs without deferring."""
+
+    dag_id = "review_in_the_worker"
+
+
+def test_without_deferring_the_worker_waits_for_the_review_by_the_same_rules(
+    review_env: dict[str, Any],
+) -> None:
+    from facebook_catalog.hooks.graph_api import GraphApiRetryPolicy
+    from facebook_catalog.operators.items_batch import FacebookCatalogItemsBatchOperator
+
+    s3, emulator = review_env["buckets"], review_env["emulator"]
+    emulator.set_faults(review_reject_where={"title": "forbidden"}, review_reject_reason="policy")
+    operator = FacebookCatalogItemsBatchOperator(
+        task_id="sync",
+        items=[
+            {
+                "id": "w1",
+                "title": "Fine shirt",
+                "price": "1000 IQD",
+                "link": "https://s.example/w1",
+                "image_link": "https://s.example/w1.jpg",
+                "availability": "in stock",
+                "description": "d",
+                "brand": "b",
+                "condition": "new",
+            },
+            {
+                "id": "w2",
+                "title": "Forbidden thing",
+                "price": "1000 IQD",
+                "link": "https://s.example/w2",
+                "image_link": "https://s.example/w2.jpg",
+                "availability": "in stock",
+                "description": "d",
+                "brand": "b",
+                "condition": "new",
+            },
+        ],
+        records_bucket=s3.synced,
+        deferrable=False,
+        poll_interval=0.5,
+        review_wait_seconds=30,
+        max_error_ratio=0.5,
+        graph_api_retry_policy=GraphApiRetryPolicy(backoff_base=0.0, max_throttle_wait=1.0),
+    )
+    context: dict[str, Any] = {"ti": _TaskInstance(), "run_id": "manual__review-in-the-worker"}
+
+    summary = operator.execute(context)  # type: ignore[arg-type]
+
+    assert summary["items_rejected_in_review"] == 1
+    (rejection,) = open_rejections(s3)
+    assert (rejection["id"], rejection["code"]) == ("w2", "POLICY_VIOLATION")
+    assert "Commerce Policies" in rejection["reason"]
+    review = report_of(s3)["review"]
+    assert review["waited_in_trigger"] is False
+    assert review["checked"] == 2
+    assert len(reads(emulator)) >= 2  # read again until Meta's review (8 s) had ended
+
+
+class TestAConfirmedItemMetaLaterRejects:
+    @pytest.fixture
+    def emulator_config(self) -> EmulatorConfig:
+        # Reviews end as the batch finishes: the first look sees them, nothing defers.
+        return EmulatorConfig(
+            access_tokens=(TOKEN,), app_secret=APP_SECRET, processing_seconds=1.0, throttle_regain_minutes=0
+        )
+
+    def test_is_no_longer_confirmed_so_its_old_content_is_sent_again(
+        self,
+        review_env: dict[str, Any],
+        run_dag: Callable[..., DagRunResult],
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        s3, emulator = review_env["buckets"], review_env["emulator"]
+        monkeypatch.setenv("AIRFLOW_VAR_FACEBOOK_CATALOG_MAX_ERROR_RATIO", "1")  # one item, one rejection
+        emulator.set_faults(review_reject_where={"title": "forbidden"}, review_reject_reason="policy")
+        put(s3, "landing/2026/12/02/13-00.csv", HEADER + row("p1", "Shirt"))
+        assert run_dag(DAG_ID).state == "success"
+        put(s3, "landing/2026/12/02/14-00.csv", HEADER + row("p1", "Forbidden shirt"))
+        second = run_dag(DAG_ID)
+        assert second.state == "success", second.output[-4000:]
+        assert report_of(s3, second.run_id)["counts"]["items_rejected_in_review"] == 1
+        assert [r["id"] for r in open_rejections(s3)] == ["p1"]
+        # The source goes back to what Meta confirmed in the first run: Meta holds the rejected
+        # content now, so the row is sent again (not skipped as unchanged) and closes the rejection.
+        put(s3, "landing/2026/12/02/15-00.csv", HEADER + row("p1", "Shirt"))
+        third = run_dag(DAG_ID)
+        assert third.state == "success", third.output[-4000:]
+        counts = report_of(s3, third.run_id)["counts"]
+        assert (counts["items_sent"], counts["items_unchanged"], counts["rejections_closed"]) == (1, 0, 1)
+        assert open_rejections(s3) == []
+        assert emulator.items(CATALOG)["p1"]["title"] == "Shirt"

@@ -149,6 +149,8 @@ def test_two_files_overlapping_ids_later_values_win_and_both_are_archived(
         "items_confirmed": 4,
         "items_sent": 4,
         "items_rejected_by_meta": 0,
+        "items_rejected_in_review": 0,
+        "items_unreviewed": 0,
         "warnings_from_meta": 0,
         "calls": 1,
         "handles": 1,

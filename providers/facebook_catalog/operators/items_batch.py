@@ -11,8 +11,8 @@ paged reads), then, only if items are still under review, a deferral to
 :class:`~facebook_catalog.triggers.item_review.FacebookCatalogItemReviewTrigger`, which holds no
 worker slot. Items Meta shows rejecting errors for become open rejections (``rejected_by_meta``
 with Meta's message and error type), exactly like batch-time rejections. When the deadline
-passes, items still under review count as confirmed now; the daily reconcile compares the whole
-catalog later, and a later run that sends them again looks at them again.
+passes, items still under review count as confirmed now; the daily reconcile, which reads every
+item's errors, finds a later rejection (and a later run that sends them looks at them again).
 """
 
 from __future__ import annotations

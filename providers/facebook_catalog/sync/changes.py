@@ -306,6 +306,7 @@ def record_outcomes(
     new_ids = array("Q")
     new_ids.frombytes(records.get(NEW_ITEMS_RECORD) or b"")
     new_items = len(set(new_ids) & set(confirmed))
+    confirmed.update(_unconfirmed_records(store, state, update.unconfirmed, now))
     state = store.commit(
         state,
         confirmed,
@@ -338,6 +339,23 @@ def record_outcomes(
         update.counts.rejections_retried,
     )
     return update.counts
+
+
+def _unconfirmed_records(
+    store: LedgerStore, state: LedgerState, keys: list[int], now: int
+) -> dict[int, tuple[int, int]]:
+    """Delta records that take back what the ledger confirmed of items Meta's review rejected;
+    only for items it had confirmed (found in its base or deltas), unless too many to look up."""
+    if not keys:
+        return {}
+    wanted = sorted(set(keys))
+    found = store.lookup(state.manifest, wanted)
+    if found is None:
+        had = set(wanted)
+    else:
+        deltas = store.delta_records(state.manifest)
+        had = set(found) | {h for h in wanted if h in deltas}
+    return {h: (ledger.UNCONFIRMED_HASH, pack_times(now, now)) for h in had}
 
 
 def _iso(epoch: int | None) -> str:

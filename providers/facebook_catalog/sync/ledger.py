@@ -21,8 +21,10 @@ The rules a run follows (:class:`LedgerRun` while sending, :func:`settle_run` on
 * Meta confirming an item closes its entry. An item Meta rejects is a **new** rejection unless it
   was already open as rejected by Meta with the same content. An item of a finished batch that
   Meta's later review rejects (image fetch, policy: ``RunAnswer.review_rejections``) is rejected
-  the same way, with Meta's message and error type as its code; one still under review when the
-  run's review wait ends counts as confirmed. Items whose batch did not finish
+  the same way, with Meta's message and error type as its code, and it is no longer confirmed
+  (:data:`UNCONFIRMED_HASH`): Meta now holds the rejected content, not what it confirmed before.
+  One still under review when the run's review wait ends counts as confirmed (the daily
+  reconcile, which reads every item's errors, finds a later rejection). Items whose batch did not finish
   become ``pending``, due at once: they go again next run.
 """
 
@@ -41,6 +43,9 @@ Outcome = Literal["confirmed", "rejected_by_feed", "rejected_by_meta", "pending"
 OUTCOMES: tuple[Outcome, ...] = ("confirmed", "rejected_by_feed", "rejected_by_meta", "pending")
 OPEN_OUTCOMES: frozenset[str] = frozenset({"rejected_by_feed", "rejected_by_meta", "pending"})
 DEFAULT_RETRY_HOURS: tuple[float, ...] = (1.0, 6.0, 24.0)
+#: The confirmed content hash of an item Meta once confirmed and has since rejected in review:
+#: no content hashes to it, so the item's next row is never "unchanged".
+UNCONFIRMED_HASH = 0
 _META_CODE = re.compile(r"\(#(\d+)\)")
 
 
@@ -247,6 +252,8 @@ class LedgerUpdate:
     counts: LedgerCounts
     #: Items Meta rejected this run that were not open with the same content.
     new_rejections: list[str] = field(default_factory=list)
+    #: Id hashes of items Meta's review rejected: what the ledger confirmed of them no longer holds.
+    unconfirmed: list[int] = field(default_factory=list)
 
 
 def settle_run(
@@ -371,7 +378,8 @@ def settle_run(
             last_seen=now,
             attempts=(before.attempts if before else 0) + 1,
         )
+    unconfirmed = [key for key in rejected if key in review_refused]
     counts.rejections_new = len(new_rejections)
     counts.rejections_retried = len(set(retried))
     counts.rejections_open = sum(1 for e in open_entries.values() if e.outcome != "pending")
-    return LedgerUpdate(confirmed, open_entries, counts, new_rejections)
+    return LedgerUpdate(confirmed, open_entries, counts, new_rejections, unconfirmed)

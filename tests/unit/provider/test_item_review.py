@@ -225,3 +225,4 @@ def test_a_review_rejection_opens_a_rejection_with_metas_message_and_type_and_co
     assert entry.payload == '{"data":{"id":"b"}}'
     assert entry.next_retry == T0 + 3600 + 3600  # the first step of the retry schedule
     assert update.new_rejections == ["b"]
+    assert update.unconfirmed == [id_hash("b")]  # Meta holds the rejected content now
