@@ -896,8 +896,8 @@ class Soak:
                     )
         # 2. Confirmed by the ledger: in the catalog, as confirmed.
         for h, content in confirmed.items():
-            if h in open_hashes:
-                continue
+            if h in open_hashes or content == 0:
+                continue  # open, or taken back (rejected in review, invalidated by a repair)
             known = self.id_of.get(h)
             if known is None:
                 tally.check(False, f"hour {hour}: the ledger confirms an id hash {h} the source never had")
