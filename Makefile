@@ -75,6 +75,17 @@ bench: venv
 	$(BIN)/python -m benchmarks.hourly_delta
 	$(BIN)/python -m benchmarks.reconcile_readback
 
+.PHONY: soak
+
+# The fault soak (benchmarks/README.md, "soak.py"): 200 simulated hours of the hourly sync under
+# random faults against moto S3 and the Graph API emulator, every tenth hour and every hour with a
+# SIGKILL through the real DAG; checks its invariants every hour and records its table in
+# benchmarks/RESULTS.md. About 25 minutes here. `make test` runs a 24-hour version
+# (tests/soak/test_soak.py; `pytest -m soak` alone).
+SOAK_ARGS ?= --hours 200 --seed 1
+soak: venv
+	$(BIN)/python -m benchmarks.soak $(SOAK_ARGS)
+
 .PHONY: venv-compat test-compat
 
 # One compatibility lane: the unit and integration suites on another Airflow that Amazon MWAA

@@ -12,6 +12,10 @@ from __future__ import annotations
 import csv
 import io
 import json
+import signal
+import subprocess
+import sys
+import time
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -215,8 +219,69 @@ def test_a_crash_between_batch_finish_and_ledger_write_re_sends_only_that_runs_i
 
     recovered = run_dag(DAG_ID)
     assert recovered.state == "success", recovered.output[-3000:]
-    assert sorted(posted_ids(s3, recovered.run_id)) == ["p3", "p4"]  # p1 was confirmed before
+    # The crashed run never recorded what Meta made of its calls: every item of the snapshot goes
+    # again, p1 too (confirmed before, but the crashed run might have changed it at Meta).
+    assert sorted(posted_ids(s3, recovered.run_id)) == ["p1", "p3", "p4"]
     assert keys(s3, s3.landing, "landing/") == []
+    assert "never recorded Meta's answer" in recovered.output
+
+
+# The sync task of one run, alone in a process the test kills (what SIGKILL does to a worker).
+_SYNC_TASK_ALONE = """
+import sys
+from facebook_catalog.operators.items_batch import FacebookCatalogItemsBatchOperator
+
+class TaskInstance:
+    dag_id, task_id, map_index = "facebook_catalog_sync", "sync_catalog", -1
+    def xcom_push(self, key, value):
+        pass
+
+operator = FacebookCatalogItemsBatchOperator(
+    task_id="sync_catalog", s3_bucket=sys.argv[1], s3_keys=sys.argv[3:], records_bucket=sys.argv[2],
+    poll_interval=1, timeout=600, deferrable=False,
+)
+operator.execute({"ti": TaskInstance(), "run_id": "killed_mid_post"})
+"""
+
+
+def test_a_run_killed_after_posting_leaves_no_item_stale_when_it_changes_back(
+    sync_env: dict[str, Any], run_dag: Callable[..., DagRunResult], clock: Clock
+) -> None:
+    """Soak defect (seed 19, hours 14-15): the sync task was SIGKILLed after Meta had its batch
+    (p1's new price) and before the ledger recorded it; the next hour p1's price went back to
+    the one the ledger had confirmed, so the run skipped p1 as unchanged and Meta kept the
+    price of the killed run for good."""
+    s3, emulator = sync_env["buckets"], sync_env["emulator"]
+    put(s3, "landing/a.csv", HEADER + row("p1", "Lamp", price="100"))
+    assert run_dag(DAG_ID).state == "success"
+
+    put(s3, "landing/b.csv", HEADER + row("p1", "Lamp", price="200"))
+    calls = len(emulator.calls())
+    child = subprocess.Popen(
+        [sys.executable, "-c", _SYNC_TASK_ALONE, s3.landing, s3.synced, "landing/b.csv"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not any(c["endpoint"] == "items_batch" for c in emulator.calls()[calls:]):
+            assert child.poll() is None, "the sync task ended before it posted"
+            assert time.monotonic() < deadline, "the sync task never posted"
+            time.sleep(0.02)
+    finally:
+        child.send_signal(signal.SIGKILL)  # Meta has the batch; the ledger never hears of it
+        child.wait()
+    time.sleep(1.5)  # Meta finishes the killed run's batch
+    assert emulator.items(CATALOG)["p1"]["price"] == "200 IQD"
+
+    # The next hour the shop has put the old price back: b.csv (still in landing) and c.csv.
+    put(s3, "landing/c.csv", HEADER + row("p1", "Lamp", price="100"))
+    clock.advance(1)  # the killed run's lease has expired
+    result = run_dag(DAG_ID)
+    assert result.state == "success", result.output[-3000:]
+    assert keys(s3, s3.landing, "landing/") == []
+    assert emulator.items(CATALOG)["p1"]["price"] == "100 IQD"
+    assert "Run killed_mid_post posted items and never recorded Meta's answer" in result.output
 
 
 def test_a_second_run_on_the_same_catalog_fails_clearly_while_the_first_holds_the_ledger(

@@ -311,7 +311,8 @@ class S3FeedRead:
         self.rejected_rows_path = os.path.join(directory, "rejected_rows.csv")
         self.rejected_rows = 0
         self.rejection_samples: list[str] = []
-        #: (item id, reason) of rejected rows whose id could be read, the first reason of each.
+        #: (item id, reason) of rejected rows whose id could be read, the first reason of each,
+        #: unless a later good row of the same id outdates it (the item is then sent as usual).
         self.rejected_items: dict[str, str] = {}
         self.warning_samples: list[str] = []
         self.duplicates = 0
@@ -371,6 +372,8 @@ class S3FeedRead:
                     if error is not None:
                         continue
                     item = item_to_send(event.fields)
+                    if self.rejected_items:  # a later good row of an id outdates its bad row
+                        self.rejected_items.pop(item.item_id, None)
                     if repeated[event.line]:
                         self.spool.add(number, item, event.extracted_at)
                         for override in overrides_to_send(item, event.overrides):

@@ -222,6 +222,8 @@ class FacebookCatalogItemsBatchOperator(BaseOperator):
         self.max_payload_bytes = max_payload_bytes
         self.graph_api_retry_policy = graph_api_retry_policy
         self.deferrable = deferrable
+        #: A run that posted and never recorded (found at the start): this run sends everything.
+        self._unsettled_run: str | None = None
         if not is_template(poll_interval, timeout, max_error_ratio):
             self._wait_settings()
         if not is_template(review_wait_seconds):
@@ -270,6 +272,13 @@ class FacebookCatalogItemsBatchOperator(BaseOperator):
                     ledger.utc_now(),
                     (wait.timeout + self._review_wait() + 2 * DEFERRAL_GRACE + LEASE_GRACE).total_seconds(),
                 )
+                self._unsettled_run = store.mark_unsettled(context["run_id"], ledger.utc_now())
+                if self._unsettled_run:
+                    self.log.warning(
+                        "Run %s posted items and never recorded Meta's answer: this run sends every "
+                        "item of its snapshot, changed or not.",
+                        self._unsettled_run,
+                    )
             self._submit(submission, records, started)
         except Exception as error:
             self._write_report(context, Outcome(submission), failure=str(error))
@@ -426,7 +435,7 @@ class FacebookCatalogItemsBatchOperator(BaseOperator):
         id_hashes = None if from_feed is None or len(given) > SPARSE_LEDGER_ROWS else given + from_feed
         return ChangeTracking.load(
             store,
-            full_sync=parse_bool(self.full_sync, "full_sync"),
+            full_sync=parse_bool(self.full_sync, "full_sync") or bool(self._unsettled_run),
             retry_rejected=parse_bool(self.retry_rejected, "retry_rejected"),
             id_hashes=id_hashes,
         )
@@ -610,6 +619,7 @@ class FacebookCatalogItemsBatchOperator(BaseOperator):
                 f"Could not write the item ledger of catalog {submission.catalog_id} ({error}). "
                 "The snapshot's files stay in landing and the next run sends their items again."
             )
+        store.settle(context["run_id"])
         return None
 
     def resume_execution(self, next_method: str, next_kwargs: dict[str, Any] | None, context: Context) -> Any:

@@ -18,6 +18,10 @@ Under ``ledger/<catalog id>/``:
   items Meta has yet to confirm), never with the catalog.
 * ``lease.json``: held by the run that syncs the catalog, created with ``If-None-Match: *``; a
   second run at once fails clearly, naming the holder, until it is released or expires.
+* ``unsettled.json``: the run that may have posted items and not yet recorded Meta's answer;
+  removed when it records. A run that finds another run's note sends every item of its snapshot
+  (as ``full_sync``): the run that left it may have changed items at Meta unrecorded, and an
+  item changed back to its confirmed content would otherwise never be sent again.
 * ``open_rejections.csv``: the open rejections for people (id, reason, first seen, last seen,
   attempts, next retry).
 
@@ -512,6 +516,28 @@ class LedgerStore:
         found = self._get(self.lease_key)
         if found is not None and json.loads(found[0]).get("run_id") == run_id:
             self._delete([self.lease_key])
+
+    # ------------------------------------------------------------------ unsettled runs
+    @property
+    def unsettled_key(self) -> str:
+        return self.key("unsettled.json")
+
+    def mark_unsettled(self, run_id: str, now: int) -> str | None:
+        """Note that ``run_id`` may post items before it records Meta's answer (held by the
+        lease's holder); returns the run an earlier note named, if another run left one: that run
+        posted and never recorded (killed, or failed mid-post), so Meta may hold content the
+        ledger does not know."""
+        found = self._get(self.unsettled_key)
+        earlier = json.loads(found[0]).get("run_id") if found is not None else None
+        body = json.dumps({"run_id": run_id, "since": _iso(now)}).encode()
+        self._put(self.unsettled_key, body, "application/json")
+        return earlier if earlier != run_id else None
+
+    def settle(self, run_id: str) -> None:
+        """``run_id`` recorded Meta's answer: its note goes."""
+        found = self._get(self.unsettled_key)
+        if found is not None and json.loads(found[0]).get("run_id") == run_id:
+            self._delete([self.unsettled_key])
 
 
 def _merge(

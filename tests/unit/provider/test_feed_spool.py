@@ -154,3 +154,34 @@ def test_overrides_of_a_repeated_id_are_spooled_and_counted_apart_from_duplicate
     assert [(i.item_id, i.base_id_hash) for i in kept] == [("p1", 0), ("p1|LANGUAGE|en_XX", id_hash("p1"))]
     assert json.loads(kept[1].request)["data"] == {"id": "p1", "title": "New"}
     spool.close()
+
+
+def test_a_bad_row_outdated_by_a_later_good_row_of_its_id_is_no_open_rejection(tmp_path: Path) -> None:
+    """Soak defect (seed 1, hour 2): a product's bad row in one file and its corrected row in a
+    later file of the same snapshot: the corrected row was sent, yet the bad row's rejection
+    went into the item ledger's open set and stayed in open_rejections.csv."""
+    import shutil
+
+    from facebook_catalog.feed import FeedOptions
+    from facebook_catalog.feed.spool import S3FeedRead
+
+    header = "id,title,description,link,image_link,availability,price,brand\n"
+
+    def row(pid: str, price: str) -> str:
+        links = f"https://s.example.com/{pid},https://c.example.com/{pid}.jpg"
+        return f"{pid},T {pid},D {pid},{links},in stock,{price},B\n"
+
+    (tmp_path / "a.csv").write_text(header + row("fixed", "$10") + row("broken", "100"))
+    (tmp_path / "b.csv").write_text(header + row("fixed", "100") + row("broken", "$10"))
+    work = tmp_path / "work"
+    work.mkdir()
+    feed = S3FeedRead("bucket", ["a.csv", "b.csv"], FeedOptions(), str(work))
+    feed.scan(lambda key, path: shutil.copyfile(tmp_path / key, path))
+    sent = {item.item_id: json.loads(item.request)["data"]["price"] for item in feed.items()}
+    feed.close()
+
+    assert sent == {"fixed": "100 IQD", "broken": "100 IQD"}
+    # Both bad rows are reported; only the one that is its id's latest row stays open.
+    assert feed.counts()["rows_rejected"] == 2
+    assert list(feed.rejected_items) == ["broken"]
+    assert "'$10'" in feed.rejected_items["broken"]
