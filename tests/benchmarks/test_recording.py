@@ -24,9 +24,12 @@ from benchmarks._common import (
 )
 
 BENCH_DIR = RESULTS_PATH.parent
-# The scripts `make bench` runs: each records a block in RESULTS.md.
+# The scripts `make bench` and `make soak` run: each records a block in RESULTS.md.
+_MAKEFILE = (BENCH_DIR.parent / "Makefile").read_text()
 SCRIPTS = tuple(
-    re.findall(r"-m benchmarks\.(\w+)", (BENCH_DIR.parent / "Makefile").read_text().split("\nbench:", 1)[1])
+    name
+    for target in ("bench", "soak")
+    for name in re.findall(r"-m benchmarks\.(\w+)", _MAKEFILE.split(f"\n{target}:", 1)[1].split("\n\n", 1)[0])
 )
 HEADING_RE = re.compile(r"^#+ (.+)$", re.MULTILINE)
 
