@@ -63,7 +63,29 @@ SYNCED_BUCKET = "e2e-catalog-synced-products"
 T = TypeVar("T")
 
 
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_port() -> int:
+    """A free loopback port below the kernel's ephemeral range. Ports in that range are what
+    bind(0) and every outgoing connection take, so one picked there can be taken by any
+    connection before its server binds it (seen: the api-server, started minutes after its port
+    was picked, behind the DB migration, exited with "address already in use")."""
+    high = _ephemeral_low()
+    low = max(10_000, high - 20_000)
+    rng = secrets.SystemRandom()
+    for _ in range(100):
+        port = rng.randrange(low, high)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
