@@ -309,7 +309,10 @@ def catalog_sync_dag(dag_id: str = DAG_ID, schedule: Any = None, **settings: Any
             rejections_fail_task=False,
         )
         archived = task(archive_snapshot)(snapshot, sync.output)  # type: ignore[arg-type]
-        summary = teardown(publish_run_summary)(defaults=settings)
+        # One XCom, not one a key: Airflow 3.0 refuses the summary's None values as XComs of their own.
+        summary = teardown(task(task_id=SUMMARY_TASK, multiple_outputs=False)(publish_run_summary))(
+            defaults=settings
+        )
         snapshot >> sync >> archived >> summary
     return dag
 
