@@ -36,7 +36,7 @@ from facebook_catalog.emulator.errors import (
 )
 from facebook_catalog.emulator.forms import FormError, parse_body
 from facebook_catalog.emulator.localization import MAX_REQUESTS_PER_CALL as MAX_LOCALIZED_REQUESTS_PER_CALL
-from facebook_catalog.emulator.state import CallRecord, EmulatorState, FaultPlan
+from facebook_catalog.emulator.state import BudgetDecision, CallRecord, EmulatorState, FaultPlan
 from facebook_catalog.emulator.validation import RecordShapeError, parse_records
 
 logger = logging.getLogger("facebook_catalog.emulator")
@@ -262,14 +262,11 @@ def _page_url(request: web.Request, params: dict[str, bytes], cursor_name: str, 
     return str(request.url.with_query(query))
 
 
-def _items_batch(
-    request: web.Request,
-    state: EmulatorState,
-    route: GraphRoute,
-    params: dict[str, bytes],
-    body_size: int,
-    call: CallRecord,
-) -> web.Response:
+def _accept_batch_call(
+    request: web.Request, state: EmulatorState, route: GraphRoute, params: dict[str, bytes], body_size: int
+) -> tuple[str, BudgetDecision]:
+    """What items_batch and localized_items_batch check first, in Meta's order: the method, the
+    Catalog Batch budget, the payload's size, ``item_type``; the catalog id and the budget taken."""
     catalog_id = route.catalog_id
     assert catalog_id is not None
     if request.method != "POST":
@@ -279,7 +276,6 @@ def _items_batch(
         raise _throttled(route, retry_after_seconds=budget.retry_after_seconds, config=state.config)
     if body_size > MAX_PAYLOAD_BYTES:
         raise payload_too_large()
-
     item_type = _text_param(params, "item_type")
     if not item_type:
         raise invalid_parameter("The parameter item_type is required")
@@ -288,7 +284,11 @@ def _items_batch(
             f"Param item_type must be one of {{{ITEM_TYPE_PRODUCT}}} (the only item type this emulator "
             f'supports), got "{item_type}"'
         )
-    allow_upsert = _bool_param(params, "allow_upsert", default=True)
+    return catalog_id, budget
+
+
+def _batch_records(params: dict[str, bytes], call: CallRecord, max_requests: int) -> list[Any]:
+    """The ``requests`` parameter of a batch call: a JSON array of 1 to ``max_requests``."""
     raw_requests = params.get("requests")
     if raw_requests is None or not raw_requests.strip():
         raise invalid_parameter("The parameter requests is required")
@@ -301,10 +301,24 @@ def _items_batch(
     call.record_count = len(records)
     if not records:
         raise invalid_parameter("Param requests must contain at least one request")
-    if len(records) > MAX_RECORDS_PER_CALL:
+    if len(records) > max_requests:
         raise invalid_parameter(
-            f"Param requests must contain at most {MAX_RECORDS_PER_CALL} requests, got {len(records)}"
+            f"Param requests must contain at most {max_requests} requests, got {len(records)}"
         )
+    return records
+
+
+def _items_batch(
+    request: web.Request,
+    state: EmulatorState,
+    route: GraphRoute,
+    params: dict[str, bytes],
+    body_size: int,
+    call: CallRecord,
+) -> web.Response:
+    catalog_id, budget = _accept_batch_call(request, state, route, params, body_size)
+    allow_upsert = _bool_param(params, "allow_upsert", default=True)
+    records = _batch_records(params, call, MAX_RECORDS_PER_CALL)
     try:
         parsed = parse_records(records)
     except RecordShapeError as exc:
@@ -346,40 +360,8 @@ def _localized_items_batch(
     """``POST /{catalog}/localized_items_batch``: overrides of existing items (Meta's rules in
     emulator/localization.py); counts against the Catalog Batch budget like items_batch, and its
     handle is checked with check_batch_request_status."""
-    catalog_id = route.catalog_id
-    assert catalog_id is not None
-    if request.method != "POST":
-        raise _unsupported_request(request.method, catalog_id)
-    budget = state.consume_batch_call(catalog_id)
-    if not budget.allowed:
-        raise _throttled(route, retry_after_seconds=budget.retry_after_seconds, config=state.config)
-    if body_size > MAX_PAYLOAD_BYTES:
-        raise payload_too_large()
-    item_type = _text_param(params, "item_type")
-    if not item_type:
-        raise invalid_parameter("The parameter item_type is required")
-    if item_type != ITEM_TYPE_PRODUCT:
-        raise invalid_parameter(
-            f"Param item_type must be one of {{{ITEM_TYPE_PRODUCT}}} (the only item type this emulator "
-            f'supports), got "{item_type}"'
-        )
-    raw_requests = params.get("requests")
-    if raw_requests is None or not raw_requests.strip():
-        raise invalid_parameter("The parameter requests is required")
-    try:
-        records = json.loads(raw_requests.decode("utf-8"))
-    except ValueError:  # also UnicodeDecodeError
-        raise invalid_parameter("Param requests must be a JSON-encoded array of requests") from None
-    if not isinstance(records, list):
-        raise invalid_parameter("Param requests must be a JSON-encoded array of requests")
-    call.record_count = len(records)
-    if not records:
-        raise invalid_parameter("Param requests must contain at least one request")
-    if len(records) > MAX_LOCALIZED_REQUESTS_PER_CALL:
-        raise invalid_parameter(
-            f"Param requests must contain at most {MAX_LOCALIZED_REQUESTS_PER_CALL} requests, "
-            f"got {len(records)}"
-        )
+    catalog_id, budget = _accept_batch_call(request, state, route, params, body_size)
+    records = _batch_records(params, call, MAX_LOCALIZED_REQUESTS_PER_CALL)
     outcome = state.submit_localized_batch(catalog_id, records)
     call.handle = outcome.handle
     validation_status = [
