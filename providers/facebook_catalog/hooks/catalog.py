@@ -233,39 +233,37 @@ class FacebookCatalogHook(_FacebookCatalogHookBase):
         Returns the handle (None when Meta ingested nothing) and Meta's validation_status.
         """
         settings = self.settings
-        form = items_batch_form(settings, _payload_bytes(payload))
-        files = [(name, (None, value)) for name, value in form]
-        wait = self._items_batch_pause()
-        if wait:
-            time.sleep(wait)
-        body = self._call("POST", settings.items_batch_url, ITEMS_BATCH, files=files)
-        self.items_batch_pacer.record_accepted()
-        response = parse_items_batch_response(body, request_count)
-        self.log.info(
-            "items_batch: %d requests, %d bytes -> handle %s",
-            request_count,
-            len(_payload_bytes(payload)),
-            response.handle,
+        data = _payload_bytes(payload)
+        return self._post_batch(
+            items_batch_form(settings, data), settings.items_batch_url, ITEMS_BATCH, request_count, len(data)
         )
-        return response
 
     def send_localized_items_batch(self, payload: bytes | str, request_count: int) -> ItemsBatchResponse:
         """Post one localized_items_batch call (``payload``: the encoded ``requests`` array of
         overrides), paced with items_batch: both spend the catalog's Catalog Batch budget."""
         settings = self.settings
-        form = localized_items_batch_form(settings, _payload_bytes(payload))
+        data = _payload_bytes(payload)
+        return self._post_batch(
+            localized_items_batch_form(settings, data),
+            settings.localized_items_batch_url,
+            LOCALIZED_ITEMS_BATCH,
+            request_count,
+            len(data),
+        )
+
+    def _post_batch(
+        self, form: list[tuple[str, str | bytes]], url: str, endpoint: str, request_count: int, size: int
+    ) -> ItemsBatchResponse:
+        """One call to a Catalog Batch endpoint, paced by the catalog's Catalog Batch budget."""
         files = [(name, (None, value)) for name, value in form]
         wait = self._items_batch_pause()
         if wait:
             time.sleep(wait)
-        body = self._call("POST", settings.localized_items_batch_url, LOCALIZED_ITEMS_BATCH, files=files)
+        body = self._call("POST", url, endpoint, files=files)
         self.items_batch_pacer.record_accepted()
         response = parse_items_batch_response(body, request_count)
         self.log.info(
-            "localized_items_batch: %d requests, %d bytes -> handle %s",
-            request_count,
-            len(_payload_bytes(payload)),
-            response.handle,
+            "%s: %d requests, %d bytes -> handle %s", endpoint, request_count, size, response.handle
         )
         return response
 
